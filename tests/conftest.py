@@ -1,0 +1,7 @@
+"""Suite-wide fixtures. Domain fixtures live in small plugin files under tests/fixtures/."""
+
+from __future__ import annotations
+
+pytest_plugins = [
+    "tests.fixtures.leaks",
+]
