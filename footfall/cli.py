@@ -40,8 +40,12 @@ def _root(
 
 @app.command(context_settings={"allow_extra_args": False})
 def demo(
-    duration: float = typer.Option(0, help="Run this many seconds, check the API's totals against the simulator's, exit 0 only if equal. 0 runs until Ctrl-C."),
-    data_dir: str = typer.Option("demo-data", help="Where the demo keeps its PostgreSQL cluster, agent state and logs."),
+    duration: float = typer.Option(
+        0,
+        help="Run this many seconds, then check the API's totals against the simulator's; exit 0 only if equal. "
+        "0 runs until Ctrl-C.",
+    ),
+    data_dir: str = typer.Option("demo-data", help="Where the demo keeps its database cluster, agent state and logs."),
     port: int = typer.Option(8700, help="The collector's port on 127.0.0.1."),
     rate: float = typer.Option(20.0, help="Simulated readings per second (people counter and POS together)."),
 ) -> None:

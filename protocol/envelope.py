@@ -66,7 +66,7 @@ def encode_packed_records(agent: str, packed: Sequence[bytes], seq_first: int, s
     """
     packer = msgpack.Packer(use_bin_type=True)
     parts = [packer.pack_map_header(len(_ENVELOPE_KEYS))]
-    for key, value in zip(_ENVELOPE_KEYS[:-1], (VERSION, agent, seq_first, seq_last, sent_at_ms)):
+    for key, value in zip(_ENVELOPE_KEYS[:-1], (VERSION, agent, seq_first, seq_last, sent_at_ms), strict=True):
         parts += [packer.pack(key), packer.pack(value)]
     parts += [packer.pack("records"), packer.pack_array_header(len(packed)), *packed]
     return zlib.compress(b"".join(parts), COMPRESSION_LEVEL)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import MISSING, asdict, dataclass, fields
-from typing import Any, ClassVar, Literal, Union
+from typing import Any, ClassVar, Literal
 
 from .errors import MalformedBatch
 
@@ -96,13 +96,22 @@ class SensorEvent:
     clock: ClockQuality = "ok"
 
 
-Record = Union[Count, Occupancy, Transaction, SensorEvent]
+Record = Count | Occupancy | Transaction | SensorEvent
 RECORD_TYPES: dict[str, type[Record]] = {
     cls.TYPE: cls for cls in (Count, Occupancy, Transaction, SensorEvent)
 }
 # Optional fields left at their default are not sent: smaller bodies, and old readers stay happy.
 _OPTIONAL: dict[str, dict[str, Any]] = {
     name: {f.name: f.default for f in fields(cls) if f.default is not MISSING and f.name != "seq"}
+    for name, cls in RECORD_TYPES.items()
+}
+
+# Per type: the fields that must be ints and those that must be strings (Literal fields are strings too).
+_TYPED_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    name: (
+        tuple(f.name for f in fields(cls) if f.type == "int"),
+        tuple(f.name for f in fields(cls) if f.type != "int"),
+    )
     for name, cls in RECORD_TYPES.items()
 }
 
@@ -141,15 +150,15 @@ def from_wire(obj: Any) -> Record:
 
 def validate(record: Record) -> None:
     """Check every field's type and range; raises MalformedBatch naming the first bad field."""
-    for f in fields(record):
-        value = getattr(record, f.name)
-        expected = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-        if expected == "int":
-            if type(value) is not int or not (-_INT64_MAX <= value <= _INT64_MAX):
-                raise MalformedBatch(f"{record.TYPE}.{f.name} must be a 64-bit integer, got {value!r}")
-        elif expected == "str":
-            if not isinstance(value, str):
-                raise MalformedBatch(f"{record.TYPE}.{f.name} must be a string, got {value!r}")
+    int_fields, str_fields = _TYPED_FIELDS[record.TYPE]
+    for name in int_fields:
+        value = getattr(record, name)
+        if type(value) is not int or not -_INT64_MAX <= value <= _INT64_MAX:
+            raise MalformedBatch(f"{record.TYPE}.{name} must be a 64-bit integer, got {value!r}")
+    for name in str_fields:
+        value = getattr(record, name)
+        if not isinstance(value, str):
+            raise MalformedBatch(f"{record.TYPE}.{name} must be a string, got {value!r}")
     _check_name(record, "sensor" if not isinstance(record, Transaction) else "terminal")
     if record.seq < 1:
         raise MalformedBatch(f"{record.TYPE}.seq must be >= 1, got {record.seq}")

@@ -51,7 +51,9 @@ def canonical_string(method: str, path: str, agent: str, timestamp: int, body: b
     return f"{SCHEME}\n{method.upper()}\n{path}\n{agent}\n{timestamp}\n{digest}".encode()
 
 
-def sign_request(key: Ed25519PrivateKey, method: str, path: str, agent: str, timestamp: int, body: bytes) -> SignedHeaders:
+def sign_request(
+    key: Ed25519PrivateKey, method: str, path: str, agent: str, timestamp: int, body: bytes
+) -> SignedHeaders:
     """Sign one request; `timestamp` is Unix seconds."""
     signature = key.sign(canonical_string(method, path, agent, timestamp, body))
     return SignedHeaders(agent, timestamp, base64.b64encode(signature).decode())
@@ -59,7 +61,7 @@ def sign_request(key: Ed25519PrivateKey, method: str, path: str, agent: str, tim
 
 def read_headers(headers: dict[str, str] | object) -> SignedHeaders:
     """Parse the signing headers from any case-insensitive mapping; raises MissingAuth."""
-    get = getattr(headers, "get")
+    get = headers.get
     agent, ts, sig = get(HEADER_AGENT), get(HEADER_TIMESTAMP), get(HEADER_SIGNATURE)
     if not agent or not ts or not sig:
         raise MissingAuth(f"request needs the {HEADER_AGENT}, {HEADER_TIMESTAMP} and {HEADER_SIGNATURE} headers")
