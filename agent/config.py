@@ -1,0 +1,489 @@
+"""`agent.toml` into typed, frozen dataclasses, checked once at start.
+
+Every problem in the file is collected and reported at once, each naming its full key
+(`sources[2].adapter`), the source it belongs to and what is allowed, so a technician fixes
+the file in one pass. Unknown keys are errors, with a "did you mean" when one is close:
+a typo must not silently fall back to a default.
+
+Each section is a dataclass whose fields carry their kind (duration, size, path, ...) in
+`metadata`; one small builder reads any of them. A transport's own options are a dataclass
+of their own, looked up by the source's `transport` in `TRANSPORT_OPTIONS`: a new transport
+(serial, modbus, http_poll, mqtt, csv_dir) adds one dataclass and one entry there.
+`CONFIG.md` documents every key with its default, and a test keeps it complete.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+import typing
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from footfall.units import parse_duration, parse_size
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["logfmt", "json"]
+
+DEFAULT_CONFIG_PATH = Path("/etc/footfall/agent.toml")
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a config file: the full key and what to do about it."""
+
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message}" if self.key else self.message
+
+
+class ConfigError(Exception):
+    """A config (or adapter profile) that cannot be used; `problems` lists every reason at once."""
+
+    def __init__(self, where: str, problems: list[Problem]) -> None:
+        self.where = where
+        self.problems = problems
+        count = f"{len(problems)} problem" + ("s" if len(problems) != 1 else "")
+        super().__init__(f"{where} has {count}:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def meta(kind: str, doc: str, **rules: Any) -> dict[str, Any]:
+    """A config field's metadata: its kind (how a TOML value is read), a one-line doc and validation rules."""
+    return {"kind": kind, "doc": doc, **rules}
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSection:
+    """`[agent]`: where the agent keeps its state, how it logs, where profiles come from."""
+
+    state_dir: Path = field(
+        default=Path("/var/lib/footfall"), metadata=meta("path", "buffer.sqlite, agent.key, identity.json, status.json")
+    )
+    log_level: LogLevel = field(default="info", metadata=meta("choice", "debug, info, warning or error"))
+    log_format: LogFormat = field(default="logfmt", metadata=meta("choice", "logfmt or json"))
+    timezone: str = field(
+        default="",
+        metadata=meta("zone", "IANA zone for devices that send local time without an offset; '' = the site's"),
+    )
+    adapter_dirs: tuple[Path, ...] = field(
+        default=(), metadata=meta("paths", "extra profile folders, searched after the shipped ones")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorSection:
+    """`[collector]`: where uploads go."""
+
+    url: str = field(default="", metadata=meta("url", "the collector's base URL; '' = the one enrollment recorded"))
+    timeout: float = field(default=30.0, metadata=meta("duration", "one HTTP request's time limit", positive=True))
+
+
+@dataclass(frozen=True, slots=True)
+class BufferSection:
+    """`[buffer]`: the SQLite buffer's bound and its group-commit window."""
+
+    max_size: int = field(
+        default=1024**3,
+        metadata=meta("size", "records beyond this are dropped oldest first, with a gap event", min=64 * 1024),
+    )
+    commit_interval: float = field(
+        default=0.2, metadata=meta("duration", "group commit window: at most one fsync'd commit per interval")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class UploadSection:
+    """`[upload]`: how records are batched and retried."""
+
+    max_records: int = field(default=1000, metadata=meta("int", "records per batch", min=1, max=20_000))
+    max_bytes: int = field(
+        default=1024**2, metadata=meta("size", "packed bytes per batch (before compression)", min=1024, max=8 * 1024**2)
+    )
+    max_age: float = field(
+        default=2.0, metadata=meta("duration", "send a partial batch once its oldest record is this old")
+    )
+    backoff_initial: float = field(default=1.0, metadata=meta("duration", "first retry delay", positive=True))
+    backoff_max: float = field(
+        default=300.0, metadata=meta("duration", "longest retry delay (and cap on Retry-After)", positive=True)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class HttpPushSection:
+    """`[http_push]`: the one HTTP server that every `http_push` source shares."""
+
+    listen: str = field(
+        default="127.0.0.1:8088", metadata=meta("listen", "host:port; 0.0.0.0:8088 to accept devices on the store LAN")
+    )
+    max_body: int = field(
+        default=1024**2, metadata=meta("size", "largest request body a device may post (413 above)", min=1024)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class HttpPushOptions:
+    """Options of a source with `transport = "http_push"`: the device POSTs to a path on the shared server."""
+
+    path: str = field(metadata=meta("route", "the URL path the device POSTs to, e.g. /push/entrance"))
+    token: str = field(default="", metadata=meta("str", "if set, the device must send `Authorization: Bearer <token>`"))
+
+
+TransportOptions = HttpPushOptions
+# Transport name -> its options dataclass. Read-only: a new transport is one more entry.
+TRANSPORT_OPTIONS: Mapping[str, type[Any]] = MappingProxyType({"http_push": HttpPushOptions})
+
+
+@dataclass(frozen=True, slots=True)
+class SourceConfig:
+    """One `[[sources]]` entry: a device (or POS) the agent reads, the transport and the adapter profile."""
+
+    name: str = field(metadata=meta("name", "the sensor (or terminal) name its records carry; unique"))
+    transport: str = field(metadata=meta("name", "how readings arrive: " + ", ".join(TRANSPORT_OPTIONS)))
+    adapter: str = field(metadata=meta("name", "the profile in firmware-adapters/ (or adapter_dirs) that decodes it"))
+    timezone: str = field(default="", metadata=meta("zone", "this device's zone when it differs from [agent].timezone"))
+    enabled: bool = field(default=True, metadata=meta("bool", "false keeps the entry but does not start it"))
+    options: Any = field(default=None, metadata={"kind": "options", "doc": "the transport's own keys, checked by TRANSPORT_OPTIONS"})
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    """The whole `agent.toml`."""
+
+    agent: AgentSection = AgentSection()
+    collector: CollectorSection = CollectorSection()
+    buffer: BufferSection = BufferSection()
+    upload: UploadSection = UploadSection()
+    http_push: HttpPushSection = HttpPushSection()
+    sources: tuple[SourceConfig, ...] = ()
+    path: Path | None = None
+
+    @property
+    def enabled_sources(self) -> tuple[SourceConfig, ...]:
+        """The sources to start."""
+        return tuple(s for s in self.sources if s.enabled)
+
+
+SECTIONS: Mapping[str, type[Any]] = MappingProxyType(
+    {
+        "agent": AgentSection,
+        "collector": CollectorSection,
+        "buffer": BufferSection,
+        "upload": UploadSection,
+        "http_push": HttpPushSection,
+    }
+)
+
+# Given the adapter folders, the names of every loadable profile; raises ConfigError for a bad profile.
+AdapterNames = Callable[[tuple[Path, ...]], Collection[str]]
+
+
+def load_config(path: str | Path, *, adapters: AdapterNames | None = None) -> AgentConfig:
+    """Read and check `agent.toml`; raises ConfigError listing every problem.
+
+    With `adapters`, each source's adapter is also checked against the profiles it finds,
+    so one run reports config and profile problems together.
+    """
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(str(path), [Problem("", "file not found; pass --config with the agent.toml path")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), [Problem("", f"cannot read the file: {exc}")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), [Problem("", f"not valid TOML: {exc}")]) from None
+    return parse_config(data, where=str(path), base=path.parent, adapters=adapters, path=path)
+
+
+def parse_config(
+    data: Mapping[str, Any],
+    *,
+    where: str = "agent.toml",
+    base: Path | None = None,
+    adapters: AdapterNames | None = None,
+    path: Path | None = None,
+) -> AgentConfig:
+    """Build an AgentConfig from parsed TOML; relative paths resolve against `base`."""
+    reader = TableReader(base or Path.cwd())
+    sections: dict[str, Any] = {}
+    for key in data:
+        if key not in SECTIONS and key != "sources":
+            reader.unknown(key, "", [*SECTIONS, "sources"])
+    for name, cls in SECTIONS.items():
+        table = data.get(name, {})
+        if not isinstance(table, dict):
+            reader.add(name, f"must be a table ([{name}]), got {_tname(table)}")
+            table = {}
+        sections[name] = reader.build(cls, table, name)
+    sources = _sources(reader, data.get("sources", []))
+    if adapters is not None and sections["agent"] is not None:
+        try:
+            known = adapters(sections["agent"].adapter_dirs)
+        except ConfigError as exc:
+            reader.problems.extend(
+                Problem(f"{exc.where}: {p.key}" if p.key else exc.where, p.message) for p in exc.problems
+            )
+        else:
+            for index, source in enumerate(sources):
+                if source is not None and source.adapter not in known:
+                    reader.add(
+                        f"sources[{index}].adapter",
+                        f"no adapter profile named {source.adapter!r} (source {source.name!r}); "
+                        f"known: {', '.join(sorted(known)) or 'none'}" + _suggest(source.adapter, known),
+                    )
+    if reader.problems:
+        raise ConfigError(where, reader.problems)
+    return AgentConfig(**sections, sources=tuple(s for s in sources if s is not None), path=path)
+
+
+def _sources(reader: TableReader, raw: Any) -> list[SourceConfig | None]:
+    if not isinstance(raw, list):
+        reader.add("sources", f"must be an array of tables ([[sources]]), got {_tname(raw)}")
+        return []
+    out: list[SourceConfig | None] = []
+    names: dict[str, int] = {}
+    routes: dict[str, int] = {}
+    for index, table in enumerate(raw):
+        where = f"sources[{index}]"
+        if not isinstance(table, dict):
+            reader.add(where, f"must be a table, got {_tname(table)}")
+            out.append(None)
+            continue
+        label = f" (source {table['name']!r})" if isinstance(table.get("name"), str) else ""
+        transport = table.get("transport")
+        options_cls = TRANSPORT_OPTIONS.get(transport) if isinstance(transport, str) else None
+        common = {f.name for f in fields(SourceConfig)} - {"options"}
+        own = {k: v for k, v in table.items() if k in common}
+        rest = {k: v for k, v in table.items() if k not in common}
+        if isinstance(transport, str) and options_cls is None:
+            reader.add(
+                f"{where}.transport",
+                f"unknown transport {transport!r}{label}; allowed: {', '.join(TRANSPORT_OPTIONS)}"
+                + _suggest(transport, TRANSPORT_OPTIONS),
+            )
+        before = len(reader.problems)
+        source = reader.build(SourceConfig, own, where, label=label)
+        options = reader.build(options_cls, rest, where, label=label) if options_cls is not None else None
+        if source is None or options is None or len(reader.problems) > before:
+            out.append(None)
+            continue
+        if source.name in names:
+            reader.add(
+                f"{where}.name",
+                f"{source.name!r} is already the name of sources[{names[source.name]}]; names must be unique",
+            )
+        names.setdefault(source.name, index)
+        if isinstance(options, HttpPushOptions):
+            if options.path in routes:
+                reader.add(
+                    f"{where}.path", f"{options.path!r}{label} is already used by sources[{routes[options.path]}]"
+                )
+            routes.setdefault(options.path, index)
+        out.append(_replace_options(source, options))
+    return out
+
+
+def _replace_options(source: SourceConfig, options: Any) -> SourceConfig:
+    return SourceConfig(source.name, source.transport, source.adapter, source.timezone, source.enabled, options)
+
+
+class TableReader:
+    """Builds dataclasses declared with `opt`/`req` from TOML tables, collecting problems instead of stopping.
+
+    Adapter profiles (decode/profile.py) use it too, so both files report problems the same way.
+    """
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.problems: list[Problem] = []
+
+    def add(self, key: str, message: str) -> None:
+        self.problems.append(Problem(key, message))
+
+    def unknown(self, key: str, where: str, allowed: Collection[str], label: str = "") -> None:
+        full = f"{where}.{key}" if where else key
+        self.add(full, f"unknown key{label}; allowed here: {', '.join(allowed)}" + _suggest(key, allowed))
+
+    def build(self, cls: type[Any], table: Mapping[str, Any], where: str, label: str = "") -> Any:
+        """An instance of `cls` from `table`, or None when a value was wrong (the problem is recorded)."""
+        hints = typing.get_type_hints(cls)
+        known = [f.name for f in fields(cls) if f.metadata.get("kind") != "options"]
+        for key in table:
+            if key not in known:
+                self.unknown(key, where, known, label)
+        values: dict[str, Any] = {}
+        ok = True
+        for f in fields(cls):
+            kind = str(f.metadata.get("kind"))
+            if kind == "options":
+                continue
+            key = f"{where}.{f.name}"
+            if f.name not in table:
+                if f.default is MISSING:
+                    self.add(key, f"required{label}: {f.metadata['doc']}")
+                    ok = False
+                continue
+            try:
+                values[f.name] = self._convert(kind, table[f.name], f.metadata, hints[f.name])
+            except ValueError as exc:
+                self.add(key, f"{exc}{label}")
+                ok = False
+        return cls(**values) if ok else None
+
+    def _convert(self, kind: str, value: Any, rules: Mapping[str, Any], hint: Any) -> Any:
+        converter = _CONVERTERS[kind]
+        result = converter(self, value, rules, hint)
+        if "min" in rules and result < rules["min"]:
+            raise ValueError(f"must be at least {rules['min']}, got {value!r}")
+        if "max" in rules and result > rules["max"]:
+            raise ValueError(f"must be at most {rules['max']}, got {value!r}")
+        if rules.get("positive") and result <= 0:
+            raise ValueError(f"must be more than zero, got {value!r}")
+        return result
+
+
+def _str(_: TableReader, value: Any, __: Mapping[str, Any], ___: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string, got {_tname(value)} {value!r}")
+    return value
+
+
+def _name(r: TableReader, value: Any, rules: Mapping[str, Any], hint: Any) -> str:
+    text = _str(r, value, rules, hint)
+    if not text or len(text) > 128 or not text.isprintable():
+        raise ValueError(f"must be 1-128 printable characters, got {value!r}")
+    return text
+
+
+def _int(_: TableReader, value: Any, __: Mapping[str, Any], ___: Any) -> int:
+    if type(value) is not int:
+        raise ValueError(f"must be a whole number, got {_tname(value)} {value!r}")
+    return value
+
+
+def _bool(_: TableReader, value: Any, __: Mapping[str, Any], ___: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, got {value!r}")
+    return value
+
+
+def _duration(_: TableReader, value: Any, __: Mapping[str, Any], ___: Any) -> float:
+    try:
+        return parse_duration(value)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(
+            str(exc) if isinstance(exc, ValueError) else f"must be a duration such as 30s, got {value!r}"
+        ) from None
+
+
+def _size(_: TableReader, value: Any, __: Mapping[str, Any], ___: Any) -> int:
+    try:
+        return parse_size(value)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(
+            str(exc) if isinstance(exc, ValueError) else f"must be a size such as 1MiB, got {value!r}"
+        ) from None
+
+
+def _path(r: TableReader, value: Any, rules: Mapping[str, Any], hint: Any) -> Path:
+    text = _str(r, value, rules, hint)
+    if not text:
+        raise ValueError("must not be empty")
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else r.base / path
+
+
+def _paths(r: TableReader, value: Any, rules: Mapping[str, Any], hint: Any) -> tuple[Path, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f'must be a list of folders such as ["/etc/footfall/adapters"], got {_tname(value)}')
+    return tuple(_path(r, item, rules, hint) for item in value)
+
+
+def _choice(r: TableReader, value: Any, rules: Mapping[str, Any], hint: Any) -> str:
+    allowed = typing.get_args(hint)
+    text = _str(r, value, rules, hint)
+    if text not in allowed:
+        raise ValueError(f"must be one of {', '.join(allowed)}, got {value!r}" + _suggest(text, allowed))
+    return text
+
+
+def _zone(r: TableReader, value: Any, rules: Mapping[str, Any], hint: Any) -> str:
+    text = _str(r, value, rules, hint)
+    if text:
+        try:
+            ZoneInfo(text)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown IANA time zone {text!r}; use a name such as Europe/Paris or America/New_York"
+            ) from None
+    return text
+
+
+def _url(r: TableReader, value: Any, rules: Mapping[str, Any], hint: Any) -> str:
+    text = _str(r, value, rules, hint)
+    if text:
+        parts = urlsplit(text)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"must be an http:// or https:// URL such as https://collector.example.com, got {value!r}")
+    return text.rstrip("/")
+
+
+def _listen(r: TableReader, value: Any, rules: Mapping[str, Any], hint: Any) -> str:
+    text = _str(r, value, rules, hint)
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"must be host:port such as 127.0.0.1:8088 or 0.0.0.0:8088, got {value!r}")
+    return text
+
+
+def _route(r: TableReader, value: Any, rules: Mapping[str, Any], hint: Any) -> str:
+    text = _str(r, value, rules, hint)
+    if not text.startswith("/") or any(c in text for c in "?#{} ") or len(text) > 200:
+        raise ValueError(f"must be a URL path starting with / such as /push/entrance, got {value!r}")
+    return text
+
+
+_CONVERTERS: dict[str, Callable[[TableReader, Any, Mapping[str, Any], Any], Any]] = {
+    "str": _str,
+    "name": _name,
+    "int": _int,
+    "bool": _bool,
+    "duration": _duration,
+    "size": _size,
+    "path": _path,
+    "paths": _paths,
+    "choice": _choice,
+    "zone": _zone,
+    "url": _url,
+    "listen": _listen,
+    "route": _route,
+}
+
+
+def _suggest(word: str, choices: Collection[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _tname(value: Any) -> str:
+    return {
+        dict: "a table",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+    }.get(type(value), type(value).__name__)
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """`host:port` -> (host, port); IPv6 hosts may be written in brackets."""
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)

@@ -1,0 +1,151 @@
+"""Counter arithmetic: readings become records, with state, inside the buffer's transaction.
+
+The rules (design.md, "Counter semantics"):
+- An interval count passes through, unless its period (sensor, line, start) was already
+  taken: a device re-sending a period it is unsure we got must not count twice. The first
+  taken wins; a resend with different numbers is still a resend.
+- A transaction passes through unless (terminal, kind, id) was already taken: POS webhooks
+  retry until they see a 2xx. The kind is part of the key because a POS may void or refund
+  under the sale's own id.
+- Those keys are remembered for the profile's `[dedupe] window` (and the buffer caps their
+  number), so the table stays bounded; a resend older than the window would count again.
+- A cumulative counter's first reading is a baseline and makes no record. Each later one
+  becomes a `Count` over [previous reading, this reading) with the difference. A value below
+  the previous one is a wrap when the profile has a modulus and the drop is more than half of
+  it (the delta adds the modulus, and a `counter_wrap` event says so); otherwise a reset (the
+  device rebooted or was cleared): the new value is what it counted since, and a
+  `counter_reset` event says so. A delta is never negative. A reading not newer than the
+  last one is a resend and is dropped.
+
+All state goes through `CounterState`, which the buffer's `Txn` implements: what is read and
+written here commits or rolls back with the records it produced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from footfall.agent.decode.readings import CumulativeCount, Reading
+from footfall.protocol.records import Count, Occupancy, Record, SensorEvent, Transaction
+
+_SEP = "\x1f"
+
+
+class CounterState(Protocol):
+    """The transaction's view that counter arithmetic needs (implemented by buffer.Txn)."""
+
+    now_ms: int
+
+    def append(self, record: Record) -> int:
+        """Store a record; returns its seq."""
+        ...
+
+    def first_seen(self, scope: str, key: str, keep_ms: int) -> bool:
+        """Remember a dedupe key; False if it was already taken."""
+        ...
+
+    def get_state(self, key: str) -> dict[str, Any] | None:
+        """Saved state, or None."""
+        ...
+
+    def put_state(self, key: str, value: dict[str, Any]) -> None:
+        """Save state."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class CounterPolicy:
+    """The profile settings the arithmetic needs."""
+
+    keep_ms: int = 7 * 86_400_000
+    modulus: int = 0
+
+
+@dataclass(slots=True)
+class TakeResult:
+    """What one frame's readings came to."""
+
+    readings: int = 0
+    records: int = 0
+    duplicates: int = 0
+    baselines: int = 0
+    events: int = 0
+
+    def add(self, other: TakeResult) -> None:
+        """Sum another result into this one."""
+        self.readings += other.readings
+        self.records += other.records
+        self.duplicates += other.duplicates
+        self.baselines += other.baselines
+        self.events += other.events
+
+
+def take(state: CounterState, readings: Sequence[Reading], policy: CounterPolicy) -> TakeResult:
+    """Turn readings into records in the open transaction; returns the tally."""
+    result = TakeResult(readings=len(readings))
+    for reading in readings:
+        if isinstance(reading, CumulativeCount):
+            _cumulative(state, reading, policy, result)
+            continue
+        if _is_resend(state, reading, policy):
+            result.duplicates += 1
+            continue
+        state.append(reading)
+        result.records += 1
+    return result
+
+
+def _is_resend(state: CounterState, reading: Count | Occupancy | Transaction, policy: CounterPolicy) -> bool:
+    if isinstance(reading, Count):
+        scope, key = f"period{_SEP}{reading.sensor}{_SEP}{reading.line}", str(reading.start_ms)
+    elif isinstance(reading, Occupancy):
+        scope, key = f"occupancy{_SEP}{reading.sensor}{_SEP}{reading.zone}", str(reading.at_ms)
+    else:
+        scope, key = f"txn{_SEP}{reading.terminal}", f"{reading.kind}{_SEP}{reading.txn_id}"
+    return not state.first_seen(scope, key, policy.keep_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One channel's move from its previous total to the current one."""
+
+    delta: int
+    what: str  # "ok", "wrap" or "reset"
+
+
+def advance(previous: int, current: int, modulus: int) -> Step:
+    """The increase from `previous` to `current` for a counter that wraps at `modulus` (0: never)."""
+    if current >= previous:
+        return Step(current - previous, "ok")
+    if modulus and previous - current > modulus // 2:
+        return Step(current + modulus - previous, "wrap")
+    return Step(current, "reset")
+
+
+def _cumulative(state: CounterState, reading: CumulativeCount, policy: CounterPolicy, result: TakeResult) -> None:
+    key = f"cumulative{_SEP}{reading.sensor}{_SEP}{reading.line}"
+    saved = state.get_state(key)
+    state_now = {"at_ms": reading.at_ms, "entries": reading.entries, "exits": reading.exits}
+    if saved is None:
+        state.put_state(key, state_now)
+        result.baselines += 1
+        return
+    if reading.at_ms <= saved["at_ms"]:
+        result.duplicates += 1
+        return
+    steps = {ch: advance(saved[ch], getattr(reading, ch), policy.modulus) for ch in ("entries", "exits")}
+    for what, kind in (("reset", "counter_reset"), ("wrap", "counter_wrap")):
+        moved = [f"{ch} {saved[ch]} -> {getattr(reading, ch)}" for ch, step in steps.items() if step.what == what]
+        if moved:
+            detail = f"line {reading.line}: " + ", ".join(moved)
+            if what == "wrap":
+                detail += f" (wrapped at {policy.modulus})"
+            state.append(SensorEvent(reading.sensor, reading.at_ms, kind, detail))  # type: ignore[arg-type]
+            result.events += 1
+    state.append(
+        Count(reading.sensor, reading.line, saved["at_ms"], reading.at_ms, steps["entries"].delta, steps["exits"].delta)
+    )
+    result.records += 1
+    state.put_state(key, state_now)

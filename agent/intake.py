@@ -1,0 +1,92 @@
+"""A source's way in: one frame is decoded by its adapter profile, then taken in one buffer commit.
+
+Decoding happens before the transaction (it is pure and may fail: then nothing is written);
+the counter arithmetic runs inside it (`counters.take`), so its state commits with the records.
+The awaited result comes back only once the commit is durable, which is when a transport may
+acknowledge the device.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from zoneinfo import ZoneInfo
+
+from footfall.agent.buffer import Buffer, BufferError, Txn
+from footfall.agent.config import SourceConfig
+from footfall.agent.decode.counters import CounterPolicy, TakeResult, take
+from footfall.agent.decode.extract import DecodeContext, DecodeError, Extractor, extract
+from footfall.agent.decode.profile import Profile
+from footfall.agent.decode.readings import Reading
+from footfall.agent.sources.base import Frame, SourceHealth
+
+from footfall.logs import event
+
+log = logging.getLogger("footfall.agent.intake")
+
+
+class SourceIntake:
+    """Decode and commit frames for one configured source; keeps that source's health."""
+
+    def __init__(
+        self,
+        source: SourceConfig,
+        profile: Profile,
+        extractor: Extractor,
+        buffer: Buffer,
+        *,
+        zone: ZoneInfo | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.source = source
+        self.profile = profile
+        self.extractor = extractor
+        self.buffer = buffer
+        self.context = DecodeContext(source=source.name, zone=zone)
+        self.policy = CounterPolicy(keep_ms=int(profile.dedupe.window * 1000), modulus=profile.modulus)
+        self.health = SourceHealth(source.name, source.transport, source.adapter)
+        self._clock = clock
+
+    def decode(self, frame: Frame) -> list[Reading]:
+        """The frame's readings; DecodeError when it does not match the profile."""
+        return extract(self.profile, self.extractor, frame.payload, self.context)
+
+    async def __call__(self, frame: Frame) -> TakeResult:
+        """Take one frame; returns once its records are durable. Raises DecodeError or BufferError."""
+        self.health.received += 1
+        now_ms = int(self._clock() * 1000)
+        try:
+            readings = self.decode(frame)
+        except DecodeError as exc:
+            self.health.failed(now_ms, "decoding", str(exc))
+            event(
+                log,
+                "frame_rejected",
+                logging.WARNING,
+                source=self.source.name,
+                adapter=self.profile.name,
+                reason=str(exc),
+            )
+            raise
+        policy = self.policy
+
+        def commit(txn: Txn) -> TakeResult:
+            return take(txn, readings, policy)
+
+        try:
+            result = await self.buffer.write(commit)
+        except BufferError as exc:
+            self.health.failed(now_ms, "buffering", str(exc))
+            raise
+        self.health.took(now_ms, result.readings - result.duplicates, result.duplicates)
+        event(
+            log,
+            "frame_taken",
+            logging.DEBUG,
+            source=self.source.name,
+            readings=result.readings,
+            records=result.records,
+            duplicates=result.duplicates,
+        )
+        return result

@@ -1,0 +1,1 @@
+"""Transports: how bytes arrive from devices. No device knowledge here; adapters decode (decode/)."""

@@ -1,0 +1,148 @@
+"""`footfall agent status`: what the agent is doing, in plain words, whether it runs or not.
+
+It reads the status file the running pipeline rewrites every few seconds and the buffer file
+opened read-only (so the buffer's numbers are true even when the agent is stopped).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from footfall.agent.buffer import read_stats
+from footfall.agent.config import AgentConfig
+from footfall.agent.identity import IdentityError, load_identity
+from footfall.agent.pipeline import BUFFER_FILE, STATUS_EVERY_S, STATUS_FILE
+
+from footfall.units import format_duration
+
+# The status file counts as live while it is younger than this many rewrite periods.
+_STALE_PERIODS = 3
+
+
+def gather(config: AgentConfig, now: float | None = None) -> dict[str, Any]:
+    """The status as a dict: `running`, `agent`, `buffer`, `upload`, `sources`, `problems`."""
+    now = time.time() if now is None else now
+    state_dir = config.agent.state_dir
+    out: dict[str, Any] = {"state_dir": str(state_dir), "running": False, "problems": []}
+    try:
+        identity = load_identity(state_dir)
+        out["agent"] = {
+            "agent_id": identity.agent_id,
+            "organization": identity.organization,
+            "site": identity.site,
+            "collector_url": config.collector.url or identity.collector_url,
+            "timezone": identity.timezone,
+        }
+    except IdentityError as exc:
+        out["agent"] = None
+        out["problems"].append(str(exc))
+    live: dict[str, Any] = {}
+    try:
+        live = json.loads((state_dir / STATUS_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        out["problems"].append("the agent has never run with this state directory")
+    except (OSError, ValueError) as exc:
+        out["problems"].append(f"cannot read {state_dir / STATUS_FILE}: {exc}")
+    updated = live.get("updated_at_ms", 0) / 1000
+    out["updated_at_ms"] = live.get("updated_at_ms", 0)
+    out["running"] = (
+        bool(live.get("running")) and _alive(live.get("pid")) and now - updated < _STALE_PERIODS * STATUS_EVERY_S
+    )
+    out["pid"] = live.get("pid") if out["running"] else None
+    stats = read_stats(state_dir / BUFFER_FILE, config.buffer.max_size)
+    out["buffer"] = stats.as_dict() if stats else None
+    out["upload"] = live.get("upload")
+    out["sources"] = live.get("sources", [])
+    out["http_push"] = live.get("http_push")
+    if not out["running"] and live:
+        out["problems"].append(f"the agent is not running (last status {format_duration(now - updated)} ago)")
+    upload = out["upload"] or {}
+    if upload.get("state") == "re-enroll":
+        out["problems"].append("the collector refuses this agent: re-enroll with `footfall agent enroll --force`")
+    return out
+
+
+def render(status: dict[str, Any], now: float | None = None) -> str:
+    """The status as short plain-English lines."""
+    now = time.time() if now is None else now
+    lines: list[str] = []
+    agent = status.get("agent")
+    if agent:
+        lines.append(
+            f"agent {agent['agent_id']} ({agent['organization']} / {agent['site']}), collector {agent['collector_url']}"
+        )
+    else:
+        lines.append("agent: not enrolled")
+    lines.append(f"running (pid {status['pid']})" if status["running"] else "NOT running")
+    buffer = status.get("buffer")
+    if buffer is None:
+        lines.append("buffer: none yet")
+    else:
+        waiting = f"{buffer['depth']} records waiting ({_size(buffer['bytes'])} of {_size(buffer['max_size'])})"
+        if buffer["depth"]:
+            waiting += f"; oldest unsent taken {_ago(buffer['oldest_taken_ms'], now)}"
+        lines.append("buffer: " + waiting)
+        if buffer["dropped_records"]:
+            lines.append(
+                f"buffer: {buffer['dropped_records']} records DROPPED because the buffer was full (see gap events)"
+            )
+        if buffer["rejected"]:
+            lines.append(
+                f"buffer: {buffer['rejected']} records refused by the collector as malformed (kept, not sent)"
+            )
+        last = buffer["last_ack_ms"]
+        lines.append("last successful upload: " + (_ago(last, now) if last else "never"))
+    upload = status.get("upload")
+    if upload:
+        state = {
+            "idle": "up to date",
+            "sending": "sending",
+            "backing_off": "retrying",
+            "re-enroll": "REFUSED, re-enroll",
+        }.get(upload["state"], upload["state"])
+        line = f"uploads: {state}; {upload['uploaded_records']} records sent"
+        if upload["last_error"]:
+            line += f"; last error {_ago(upload['last_error_ms'], now)}: {upload['last_error']}"
+        lines.append(line)
+    elif status["running"]:
+        lines.append("uploads: off (not enrolled)")
+    sources = status.get("sources") or []
+    lines.append(f"sources: {len(sources)}" if sources else "sources: none reported")
+    for s in sources:
+        seen = f"last reading {_ago(s['last_reading_ms'], now)}" if s["last_reading_ms"] else "no reading yet"
+        line = (
+            f"  {s['name']}: {s['state']}, {seen}; {s['accepted']} taken, {s['dropped']} resends dropped, "
+            f"{s['errors']} errors ({s['transport']}, {s['adapter']})"
+        )
+        if s["last_error"] and s["state"] != "ok":
+            line += f"\n    last error ({s['last_error_stage']}, {_ago(s['last_error_ms'], now)}): {s['last_error']}"
+        lines.append(line)
+    for problem in status.get("problems", []):
+        lines.append(f"problem: {problem}")
+    return "\n".join(lines)
+
+
+def _alive(pid: Any) -> bool:
+    if type(pid) is not int or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _ago(ms: int, now: float) -> str:
+    return f"{format_duration(max(0.0, now - ms / 1000))} ago"
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"

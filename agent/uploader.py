@@ -1,0 +1,360 @@
+"""The uploader: buffered records to the collector in signed batches, deleted only after a 2xx ack.
+
+At-least-once, and exactly-once counted thanks to the collector's per-agent seq high-water
+mark (protocol/SPEC.md section 6). The rules it keeps:
+
+- One batch in flight, oldest records first. A batch leaves when the buffer holds
+  `max_records` or `max_bytes`, or when its oldest record is `max_age` old; the buffer's
+  `changed` event wakes it, it never polls.
+- The body is spliced from the stored packed records (`envelope.encode_packed_records`) and
+  signed (`signing.sign_request`, path `/v1/ingest`).
+- Nothing is deleted before a 2xx; then everything its `acked_seq` covers is.
+- 413: the batch is halved and the halves sent in order. 400: halved down to the single
+  record the collector refuses, which moves to the buffer's `rejected` table (logged as an
+  error), and the rest goes on.
+- 429 and 503 wait `Retry-After` (capped at `backoff_max`); other 5xx, timeouts and
+  connection errors back off exponentially with jitter up to `backoff_max` (tenacity), for
+  ever: the data stays in the buffer.
+- 401 `timestamp_out_of_window`: the request clock's offset is corrected from the answer's
+  `X-Footfall-Server-Time` and the request retried at once (only the request timestamp moves,
+  never record times). Any other 401 (revoked, unknown agent, bad signature) keeps the data,
+  backs off, says "re-enroll" in status, and re-reads the identity files before each retry,
+  so `footfall agent enroll --force` on a running agent takes effect without a restart.
+- A 2xx whose `acked_seq` is at or above the buffer's next seq means this buffer's numbering
+  went backwards (the file was lost or restored): the collector would drop our records as
+  duplicates, so the buffer renumbers them past its mark (`Buffer.rebase`) and sends again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from footfall.agent.buffer import Buffer, StoredRecord
+from footfall.agent.config import UploadSection
+from footfall.agent.identity import Identity, IdentityError, load_identity, load_key
+from footfall.protocol import signing
+from footfall.protocol.envelope import CONTENT_TYPE, encode_packed_records
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_never, wait_exponential_jitter
+
+from footfall.logs import event
+
+log = logging.getLogger("footfall.agent.uploader")
+INGEST_PATH = "/v1/ingest"
+
+
+class UploadError(Exception):
+    """An upload attempt failed in a way worth retrying; `retry_after` is the collector's wish, if any."""
+
+    def __init__(self, message: str, *, status: int = 0, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class _Restart(Exception):
+    """The buffer's content moved under a batch (partial ack, renumbering): read the next batch afresh."""
+
+
+@dataclass(slots=True)
+class UploadStatus:
+    """What `status` and the heartbeat show about uploads."""
+
+    state: str = "idle"  # idle, sending, backing_off, re-enroll
+    last_success_ms: int = 0
+    last_attempt_ms: int = 0
+    last_error: str = ""
+    last_error_ms: int = 0
+    next_attempt_ms: int = 0
+    uploaded_records: int = 0
+    batches: int = 0
+    attempts: int = 0
+    retries: int = 0
+    splits: int = 0
+    rejected: int = 0
+    last_retry_after_s: float = 0.0
+    clock_offset_s: float = 0.0
+    acked_seq: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    kind: str  # "ok", "too_large" or "malformed"
+    acked_seq: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    reason: str = ""
+
+
+class Uploader:
+    """Drains the buffer to the collector; `await run()` until cancelled."""
+
+    def __init__(
+        self,
+        buffer: Buffer,
+        settings: UploadSection,
+        *,
+        state_dir: Path,
+        identity: Identity,
+        key: Ed25519PrivateKey,
+        collector_url: str = "",
+        timeout: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.buffer = buffer
+        self.settings = settings
+        self.state_dir = Path(state_dir)
+        self.identity = identity
+        self.key = key
+        self.url_override = collector_url.rstrip("/")
+        self.timeout = timeout
+        self._clock = clock
+        self.status = UploadStatus()
+        self._reload_identity = False
+        self._backoff = wait_exponential_jitter(
+            initial=settings.backoff_initial, max=settings.backoff_max, jitter=settings.backoff_initial
+        )
+
+    @property
+    def ingest_url(self) -> str:
+        """Where batches go: `[collector] url` if set, else the URL enrollment recorded."""
+        return (self.url_override or self.identity.collector_url.rstrip("/")) + INGEST_PATH
+
+    async def run(self) -> None:
+        """Upload for ever (until cancelled), one batch at a time."""
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as session:
+            while True:
+                await self.wait_for_batch()
+                batch = await self.buffer.read_batch(self.settings.max_records, self.settings.max_bytes)
+                if not batch:
+                    continue
+                try:
+                    await self._deliver(session, batch)
+                except _Restart:
+                    continue
+                self.status.state = "idle"
+
+    async def wait_for_batch(self) -> None:
+        """Return when a batch is due: full by count or bytes, or its oldest record `max_age` old."""
+        while True:
+            pending = self.buffer.pending
+            if pending.depth >= self.settings.max_records or pending.bytes >= self.settings.max_bytes:
+                return
+            timeout: float | None = None
+            if pending.depth:
+                timeout = self.settings.max_age - (self._clock() - pending.oldest_taken_ms / 1000)
+                if timeout <= 0:
+                    return
+            self.buffer.changed.clear()
+            try:
+                await asyncio.wait_for(self.buffer.changed.wait(), timeout)
+            except TimeoutError:
+                return
+
+    async def _deliver(self, session: aiohttp.ClientSession, records: list[StoredRecord]) -> None:
+        """Send `records` in order until each is acked or rejected, splitting on 413 and 400."""
+        answer = await self._post_retrying(session, records)
+        if answer.kind == "ok":
+            await self._acked(records, answer)
+            return
+        if len(records) == 1:
+            reason = (
+                answer.reason
+                if answer.kind == "malformed"
+                else f"alone over the collector's size limit: {answer.reason}"
+            )
+            await self.buffer.reject(records[0].seq, reason)
+            self.status.rejected += 1
+            event(log, "record_rejected", logging.ERROR, seq=records[0].seq, reason=reason)
+            return
+        self.status.splits += 1
+        middle = len(records) // 2
+        event(log, "batch_split", logging.WARNING, why=answer.kind, records=len(records), reason=answer.reason)
+        await self._deliver(session, records[:middle])
+        await self._deliver(session, records[middle:])
+
+    async def _acked(self, records: list[StoredRecord], answer: _Answer) -> None:
+        first, last = records[0].seq, records[-1].seq
+        stats = await self.buffer.stats()
+        if answer.acked_seq >= stats.next_seq:
+            moved = await self.buffer.rebase(answer.acked_seq)
+            event(
+                log,
+                "seq_rebased",
+                logging.WARNING,
+                collector_high_water=answer.acked_seq,
+                was_next=stats.next_seq,
+                records=moved,
+            )
+            raise _Restart
+        deleted = await self.buffer.ack(answer.acked_seq)
+        now_ms = int(self._clock() * 1000)
+        self.status.last_success_ms = now_ms
+        self.status.acked_seq = max(self.status.acked_seq, answer.acked_seq)
+        self.status.uploaded_records += answer.accepted
+        self.status.batches += 1
+        self.status.last_error = ""
+        event(
+            log,
+            "upload_ok",
+            first=first,
+            last=last,
+            accepted=answer.accepted,
+            duplicates=answer.duplicates,
+            deleted=deleted,
+        )
+        if answer.acked_seq != last:
+            # The collector acked more or less than this batch: what it covers is gone, the rest is
+            # sent again in seq order from a fresh read.
+            raise _Restart
+
+    async def _post_retrying(self, session: aiohttp.ClientSession, records: list[StoredRecord]) -> _Answer:
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(UploadError),
+            wait=self._wait,
+            stop=stop_never,
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._post_once(session, records)
+        raise AssertionError("tenacity stopped retrying although stop_never was given")
+
+    def _wait(self, retry_state: RetryCallState) -> float:
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(error, UploadError) and error.retry_after is not None:
+            return min(error.retry_after, self.settings.backoff_max)
+        return float(self._backoff(retry_state))
+
+    def _before_sleep(self, retry_state: RetryCallState) -> None:
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        delay = retry_state.upcoming_sleep
+        self.status.retries += 1
+        if self.status.state != "re-enroll":
+            self.status.state = "backing_off"
+        self.status.next_attempt_ms = int((self._clock() + delay) * 1000)
+        if isinstance(error, UploadError) and error.retry_after is not None:
+            self.status.last_retry_after_s = error.retry_after
+        event(
+            log,
+            "upload_retry",
+            logging.WARNING,
+            error=str(error),
+            wait_s=round(delay, 3),
+            attempt=retry_state.attempt_number,
+        )
+
+    async def _post_once(self, session: aiohttp.ClientSession, records: list[StoredRecord]) -> _Answer:
+        if self._reload_identity:
+            self._try_reload_identity()
+        agent = self.identity.agent_id
+        now = self._clock()
+        body = encode_packed_records(agent, [r.body for r in records], records[0].seq, records[-1].seq, int(now * 1000))
+        timestamp = int(now + self.status.clock_offset_s)
+        headers = signing.sign_request(self.key, "POST", INGEST_PATH, agent, timestamp, body).as_dict()
+        headers["Content-Type"] = CONTENT_TYPE
+        self.status.state = "sending" if self.status.state != "re-enroll" else "re-enroll"
+        self.status.attempts += 1
+        self.status.last_attempt_ms = int(now * 1000)
+        try:
+            async with session.post(self.ingest_url, data=body, headers=headers) as response:
+                text = await response.text()
+                status = response.status
+                server_time = response.headers.get(signing.HEADER_SERVER_TIME)
+                retry_after = _retry_after(response.headers.get("Retry-After"), self._clock())
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise self._failed(
+                f"cannot reach the collector at {self.ingest_url}: {exc or type(exc).__name__}"
+            ) from None
+        payload = _json(text)
+        reason = str(payload.get("message") or payload.get("error") or text[:200])
+        if 200 <= status < 300:
+            acked = payload.get("acked_seq")
+            if type(acked) is not int:
+                raise self._failed(f"the collector answered {status} without an acked_seq: {text[:200]!r}", status)
+            if self.status.state == "re-enroll":
+                self.status.state = "sending"
+            return _Answer("ok", acked, _int(payload.get("accepted")), _int(payload.get("duplicates")))
+        if status == 413:
+            return _Answer("too_large", reason=reason)
+        if status == 400:
+            return _Answer("malformed", reason=reason)
+        if status == 401:
+            return self._unauthorized(payload, reason, server_time, now)
+        if status in (429, 503):
+            raise self._failed(f"collector busy ({status}): {reason}", status, retry_after)
+        raise self._failed(f"collector answered {status}: {reason}", status)
+
+    def _unauthorized(self, payload: dict[str, Any], reason: str, server_time: str | None, now: float) -> _Answer:
+        if payload.get("error") == "timestamp_out_of_window" and server_time is not None:
+            try:
+                offset = float(server_time) - now
+            except ValueError:
+                offset = self.status.clock_offset_s
+            moved = abs(offset - self.status.clock_offset_s) > 1
+            self.status.clock_offset_s = offset
+            event(log, "clock_offset_corrected", logging.WARNING, offset_s=round(offset, 1), server_time=server_time)
+            raise self._failed(f"request clock off by {offset:+.0f} s; corrected", 401, 0.0 if moved else None)
+        self.status.state = "re-enroll"
+        self._reload_identity = True
+        raise self._failed(
+            f"the collector refused this agent ({reason}); it may be revoked or unknown: re-enroll with "
+            "`footfall agent enroll --force`; readings stay buffered",
+            401,
+        )
+
+    def _failed(self, message: str, status: int = 0, retry_after: float | None = None) -> UploadError:
+        self.status.last_error = message
+        self.status.last_error_ms = int(self._clock() * 1000)
+        return UploadError(message, status=status, retry_after=retry_after)
+
+    def _try_reload_identity(self) -> None:
+        try:
+            identity, key = load_identity(self.state_dir), load_key(self.state_dir)
+        except IdentityError as exc:
+            event(log, "identity_reload_failed", logging.WARNING, error=str(exc))
+            return
+        if identity.agent_id != self.identity.agent_id:
+            event(log, "identity_reloaded", agent=identity.agent_id, was=self.identity.agent_id)
+            self.status.state = "sending"
+        self.identity, self.key = identity, key
+
+
+def _retry_after(value: str | None, now: float) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None if absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError):
+        return None
+
+
+def _json(text: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _int(value: Any) -> int:
+    return value if type(value) is int else 0
