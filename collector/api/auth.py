@@ -1,0 +1,52 @@
+"""Who is calling: `Authorization: Bearer ffk_…` API keys, each bound to one organization and a role.
+
+Every query a key makes is filtered by its organization, and a resource of another
+organization answers 404 exactly as one that does not exist: a key learns nothing about
+other tenants, not even that a site id is taken.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from psycopg_pool import AsyncConnectionPool
+
+from ..credentials import API_KEY_PREFIX, digest
+from ..errors import Forbidden, Unauthorized
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="footfall"'}
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated API key."""
+
+    key_id: int
+    org_id: str
+    role: str
+
+
+async def authenticate(request: web.Request, pool: AsyncConnectionPool[Any], *roles: str) -> Principal:
+    """The caller's key, checked against the database; its role must be one of `roles`."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
+        raise Unauthorized(
+            f"this endpoint needs an API key: send `Authorization: Bearer {API_KEY_PREFIX}…`",
+            code="missing_api_key",
+            headers=_CHALLENGE,
+        )
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id, org_id, role FROM api_keys WHERE key_hash = %s AND NOT revoked", (digest(key),)
+        )
+        row = await cur.fetchone()
+    if row is None:
+        raise Unauthorized("this API key is unknown or revoked", code="invalid_api_key", headers=_CHALLENGE)
+    principal = Principal(*row)
+    if principal.role not in roles:
+        raise Forbidden(f"this needs a key with the role {' or '.join(roles)}; this key is {principal.role}")
+    return principal

@@ -1,0 +1,100 @@
+"""HTTP plumbing every endpoint shares: the one error middleware, the server-time header, bounded body reads.
+
+Every error answer has the same shape, `{"error": code, "message": human text}`, whatever
+raised it: our ApiError tree, the protocol's errors, aiohttp's own (no such route, wrong
+method), a database that cannot be reached (503 with Retry-After, so agents back off), or a
+bug (500, logged with its traceback; the process keeps serving).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import psycopg
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from footfall.protocol.errors import ProtocolError
+from footfall.protocol.signing import HEADER_SERVER_TIME
+from psycopg_pool import PoolClosed, PoolTimeout
+
+from footfall.logs import event
+
+from .errors import ApiError, BadRequest
+
+log = logging.getLogger("footfall.collector.http")
+
+_AIOHTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type"}
+_READ_CHUNK = 64 * 1024
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    """An error answer in the collector's one shape."""
+    return web.json_response({"error": code, "message": message}, status=status, headers=headers)
+
+
+def error_middleware(retry_after: float) -> Any:
+    """The middleware turning every failure into an error answer; `retry_after` is sent with 503s."""
+
+    @web.middleware
+    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return error_response(exc.status, exc.code, exc.message, exc.headers)
+        except ProtocolError as exc:
+            return error_response(exc.status, exc.code, exc.message)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+            return error_response(exc.status, _AIOHTTP_CODES.get(exc.status, "http_error"), exc.reason, headers)
+        except (psycopg.OperationalError, PoolTimeout, PoolClosed) as exc:
+            event(log, "database_unavailable", logging.WARNING, path=request.path, error=str(exc).strip())
+            seconds = str(max(1, round(retry_after)))
+            return error_response(
+                503,
+                "unavailable",
+                f"the database is unreachable or restarting; retry in {seconds} s",
+                {"Retry-After": seconds},
+            )
+        except Exception:  # the last resort: log the bug with its traceback and answer 500; the server keeps serving
+            log.exception("request_failed path=%s", request.path)
+            return error_response(500, "internal_error", "the collector failed on this request; it has been logged")
+
+    return errors
+
+
+async def add_server_time(request: web.Request, response: web.StreamResponse) -> None:
+    """`on_response_prepare`: stamp every answer with the collector's clock, for agents to measure their skew."""
+    response.headers[HEADER_SERVER_TIME] = str(int(time.time()))
+
+
+async def read_limited(request: web.Request, limit: int) -> bytes | None:
+    """The request body, or None as soon as it exceeds `limit` bytes (so a huge body is never held in memory)."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(_READ_CHUNK):
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+async def json_object(request: web.Request, limit: int = 64 * 1024) -> dict[str, Any]:
+    """The request body as a JSON object; 400 `bad_request` saying what is wrong."""
+    if request.content_type != "application/json":
+        raise BadRequest(f"send a JSON body with Content-Type: application/json, got {request.content_type!r}")
+    raw = await read_limited(request, limit)
+    if raw is None:
+        raise BadRequest(f"the JSON body is over {limit} bytes")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRequest("the body must be a JSON object")
+    return data

@@ -1,0 +1,283 @@
+"""`POST /v1/ingest`: verify a signed batch, drop what was already committed, commit the rest in one transaction.
+
+The checks run cheapest and least trusting first, and nothing touches the data tables until
+all have passed (protocol/SPEC.md §6):
+
+1. content type (415) and body size, read with a limit (413);
+2. the signing headers name an enrolled, active agent (401 `missing_signature`,
+   `unknown_agent`, `revoked_agent`);
+3. the request timestamp is inside the window (401 `timestamp_out_of_window`);
+4. the Ed25519 signature verifies over the exact body (401 `bad_signature`);
+5. the body decodes to a valid batch (400 `malformed_batch`, 413 `batch_too_large`), its record
+   values are within bounds (400), and the envelope's agent is the signer (400 `agent_mismatch`).
+
+Then ONE transaction: the agent's row `FOR UPDATE` (so concurrent uploads of one agent, on
+any number of collector processes, queue here), the records above its seq high-water mark,
+their raw rows and rollups (store.py), and the new mark `max(old, seq_last)`. A replayed or
+retried batch therefore adds nothing, and the answer's `acked_seq` tells the agent it may
+delete everything up to it.
+
+Public keys of active agents are cached for a few seconds so most uploads verify without a
+query; the transaction re-reads the agent row, so a revocation bites on the very next upload,
+and a key that no longer matches (rotated) is looked up again rather than trusted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+from aiohttp import web
+from footfall.protocol.envelope import CONTENT_TYPE, Batch, decode_body
+from footfall.protocol.errors import AuthError, BadSignature, BatchTooLarge, MalformedBatch, ProtocolError
+from footfall.protocol.records import Count, Occupancy, Record, Transaction
+from footfall.protocol.signing import check_timestamp, read_headers, verify_request
+from psycopg_pool import AsyncConnectionPool
+
+from footfall.logs import event
+
+from .errors import ApiError, Unavailable, UnsupportedMediaType
+from .http import read_limited
+from .store import AgentContext, Store
+
+log = logging.getLogger("footfall.collector.ingest")
+
+# Record times outside these bounds are refused: they are a broken clock, not data, and each
+# would otherwise create a partition for its month. Old backlogs are fine.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+_EARLIEST_MS = int(EARLIEST.timestamp() * 1000)
+_LATEST_MS = int(LATEST.timestamp() * 1000)
+# Bounds on values far beyond any real store, so that sums in the rollups never overflow bigint.
+MAX_PEOPLE = 10**9
+MAX_AMOUNT_MINOR = 10**12
+_RETRIES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """The 200 answer: records committed now, records already committed before, and what the agent may delete."""
+
+    accepted: int
+    duplicates: int
+    acked_seq: int
+
+    def as_json(self) -> dict[str, int]:
+        """The answer body of SPEC.md §6."""
+        return {"accepted": self.accepted, "duplicates": self.duplicates, "acked_seq": self.acked_seq}
+
+
+@dataclass(slots=True)
+class IngestStats:
+    """What ingest received, stored and refused since the process started (for health and metrics)."""
+
+    batches: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        """A JSON-ready copy."""
+        return {
+            "batches": self.batches,
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": dict(self.rejected),
+        }
+
+
+class KeyCache:
+    """Recently verified public keys of active agents, each trusted for `ttl` seconds at most."""
+
+    def __init__(self, ttl: float, max_entries: int = 100_000, clock: Callable[[], float] = time.monotonic) -> None:
+        """`max_entries` bounds memory whatever the number of agents; the oldest entries go first."""
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._clock = clock
+        self._keys: dict[str, tuple[bytes, float]] = {}
+
+    def get(self, agent: str) -> bytes | None:
+        """The cached key, or None when absent or older than the TTL."""
+        entry = self._keys.get(agent)
+        if entry is None:
+            return None
+        if self._clock() - entry[1] > self.ttl:
+            del self._keys[agent]
+            return None
+        return entry[0]
+
+    def put(self, agent: str, key: bytes) -> None:
+        """Remember a key that was just read from the database."""
+        self._keys.pop(agent, None)
+        if len(self._keys) >= self.max_entries:
+            del self._keys[next(iter(self._keys))]
+        self._keys[agent] = (key, self._clock())
+
+    def drop(self, agent: str) -> None:
+        """Forget an agent's key (it failed to verify, or the agent is gone)."""
+        self._keys.pop(agent, None)
+
+
+class Ingest:
+    """The ingest endpoint and its transaction; one per application."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Any],
+        store: Store,
+        *,
+        window_s: float,
+        max_body: int,
+        key_ttl: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """`window_s` is the accepted signing-time skew, `max_body` the body limit, `clock` the wall clock."""
+        self.pool = pool
+        self.store = store
+        self.window_s = window_s
+        self.max_body = max_body
+        self.keys = KeyCache(key_ttl)
+        self.stats = IngestStats()
+        self._clock = clock
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """The aiohttp handler of `POST /v1/ingest`."""
+        try:
+            result, agent = await self._ingest(request)
+        except (ApiError, ProtocolError) as exc:
+            self.stats.rejected[exc.code] = self.stats.rejected.get(exc.code, 0) + 1
+            event(log, "batch_rejected", logging.WARNING, code=exc.code, reason=exc.message,
+                  agent=request.headers.get("X-Footfall-Agent", ""))
+            raise
+        self.stats.batches += 1
+        self.stats.accepted += result.accepted
+        self.stats.duplicates += result.duplicates
+        event(log, "batch_ingested", agent=agent, accepted=result.accepted, duplicates=result.duplicates,
+              acked_seq=result.acked_seq)
+        return web.json_response(result.as_json())
+
+    async def _ingest(self, request: web.Request) -> tuple[IngestResult, str]:
+        if request.content_type != CONTENT_TYPE:
+            raise UnsupportedMediaType(f"Content-Type must be {CONTENT_TYPE}, got {request.content_type!r}")
+        body = await self._read_body(request)
+        signed = read_headers(request.headers)
+        key, cached = await self._public_key(signed.agent)
+        now = self._clock()
+        check_timestamp(signed.timestamp, now, int(self.window_s))
+        try:
+            verify_request(key, request.method, request.path, signed, body)
+        except BadSignature:
+            if not cached:
+                raise
+            # The cached key may be one the agent has since rotated away from: ask the database once.
+            self.keys.drop(signed.agent)
+            key, _ = await self._public_key(signed.agent)
+            verify_request(key, request.method, request.path, signed, body)
+        batch = decode_body(body)
+        check_bounds(batch)
+        if batch.agent != signed.agent:
+            raise MalformedBatch(
+                f"the batch says it is from {batch.agent!r} but the request is signed by {signed.agent!r}",
+                code="agent_mismatch",
+            )
+        return await self.commit(batch, key, skew_s=signed.timestamp - now), signed.agent
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        body = await read_limited(request, self.max_body)
+        if body is None:
+            raise BatchTooLarge(f"the body is over {self.max_body} bytes, this collector's limit: split the batch")
+        return body
+
+    async def _public_key(self, agent: str) -> tuple[bytes, bool]:
+        """The agent's public key and whether it came from the cache; 401 for an unknown or revoked agent."""
+        key = self.keys.get(agent)
+        if key is not None:
+            return key, True
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("SELECT public_key, status FROM agents WHERE id = %s", (agent,))
+            row = await cur.fetchone()
+        if row is None:
+            raise AuthError(f"agent {agent!r} is not enrolled with this collector; enroll it", code="unknown_agent")
+        key, status = bytes(row[0]), row[1]
+        if status != "active":
+            raise AuthError(f"agent {agent!r} has been revoked; enroll it again with a new token", code="revoked_agent")
+        self.keys.put(agent, key)
+        return key, False
+
+    async def commit(self, batch: Batch, key: bytes, *, skew_s: float) -> IngestResult:
+        """Commit the batch's new records, rollups and high-water mark in one transaction (retried on deadlock)."""
+        for attempt in range(1, _RETRIES + 1):
+            try:
+                return await self._commit_once(batch, key, skew_s)
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+                # Nothing was committed: retrying the whole transaction is safe.
+                event(log, "batch_retry", logging.WARNING, agent=batch.agent, attempt=attempt, error=str(exc))
+                if attempt == _RETRIES:
+                    raise Unavailable(
+                        "the database kept aborting this batch's transaction; retry later",
+                        headers={"Retry-After": "1"},
+                    ) from exc
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    async def _commit_once(self, batch: Batch, key: bytes, skew_s: float) -> IngestResult:
+        async with self.pool.connection() as conn:
+            await self.store.ensure_for(conn, batch.records)
+            async with conn.transaction():
+                cur = await conn.execute(
+                    "SELECT a.status, a.public_key, a.hw_seq, a.org_id, a.site_id, s.timezone "
+                    "FROM agents a JOIN sites s ON s.org_id = a.org_id AND s.id = a.site_id "
+                    "WHERE a.id = %s FOR UPDATE OF a",
+                    (batch.agent,),
+                )
+                row = await cur.fetchone()
+                if row is None:
+                    raise AuthError(f"agent {batch.agent!r} is not enrolled with this collector", code="unknown_agent")
+                status, public_key, hw_seq, org_id, site_id, timezone = row
+                if status != "active":
+                    self.keys.drop(batch.agent)
+                    raise AuthError(f"agent {batch.agent!r} has been revoked; enroll it again", code="revoked_agent")
+                if bytes(public_key) != key:
+                    self.keys.drop(batch.agent)
+                    raise BadSignature("the agent's key changed while this batch was verified; send it again")
+                fresh = [r for r in batch.records if r.seq > hw_seq]
+                if fresh:
+                    await self.store.write(conn, AgentContext(batch.agent, org_id, site_id, ZoneInfo(timezone)), fresh)
+                acked = max(hw_seq, batch.seq_last)
+                await conn.execute(
+                    "UPDATE agents SET hw_seq = %s, last_seen_at = now(), clock_skew_s = %s WHERE id = %s",
+                    (acked, skew_s, batch.agent),
+                )
+        return IngestResult(len(fresh), len(batch.records) - len(fresh), acked)
+
+
+def check_bounds(batch: Batch) -> None:
+    """Refuse record values that no real store produces (see EARLIEST, MAX_PEOPLE, ...); raises MalformedBatch."""
+    for record in batch.records:
+        _check_record(record)
+
+
+def _check_record(record: Record) -> None:
+    times = (record.start_ms, record.end_ms) if isinstance(record, Count) else (record.at_ms,)
+    for ms in times:
+        if not _EARLIEST_MS <= ms < _LATEST_MS:
+            raise MalformedBatch(
+                f"{record.TYPE} record seq {record.seq} has time {ms} ms, outside {EARLIEST:%Y}-{LATEST:%Y}: "
+                "the device or agent clock is wrong"
+            )
+    if isinstance(record, Count) and max(record.entries, record.exits) > MAX_PEOPLE:
+        raise MalformedBatch(f"count record seq {record.seq} has more than {MAX_PEOPLE} people in one period")
+    if isinstance(record, Occupancy) and record.value > MAX_PEOPLE:
+        raise MalformedBatch(f"occupancy record seq {record.seq} has more than {MAX_PEOPLE} people")
+    if isinstance(record, Transaction):
+        if record.amount_minor > MAX_AMOUNT_MINOR:
+            raise MalformedBatch(
+                f"transaction record seq {record.seq} has an amount over {MAX_AMOUNT_MINOR} minor units"
+            )
+        if record.items > MAX_PEOPLE:
+            raise MalformedBatch(f"transaction record seq {record.seq} has more than {MAX_PEOPLE} items")

@@ -1,0 +1,112 @@
+"""Local days and hours of a site's zone, as instants in UTC (pure: no I/O).
+
+The metrics API answers in the store's local time, and local time is not a fixed offset:
+on the day clocks go forward a local day has 23 hours and the hour 02:00-03:00 does not exist;
+on the day they go back it has 25 hours and 01:00-02:00 happens twice, once at each offset.
+Everything here works on UTC instants and asks zoneinfo what the local clock reads, so those
+days come out right without special cases.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+QUARTER = timedelta(minutes=15)
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# "2026-03-08T10:00:00 01:00": a "+" left unencoded in a query string arrives as a space.
+_LOST_PLUS = re.compile(r"^(.*\d) (\d{2}:?\d{2})$")
+
+
+def start_of_day(day: date, zone: ZoneInfo) -> datetime:
+    """The first instant of the local `day`, in UTC.
+
+    Usually local midnight; where midnight itself is skipped by a clock change the day starts
+    at the first local time that exists (fold=0 maps a skipped time onto the transition).
+    """
+    return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+
+
+def parse_bound(text: str, zone: ZoneInfo) -> datetime:
+    """A query bound: a local date (`2026-03-08`, the start of that day in `zone`) or an ISO datetime with an offset.
+
+    Raises ValueError with a message fit for the person who wrote the query.
+    """
+    text = text.strip()
+    if _DATE.match(text):
+        try:
+            return start_of_day(date.fromisoformat(text), zone)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a calendar date") from None
+    repaired = _LOST_PLUS.sub(r"\1+\2", text)
+    try:
+        moment = datetime.fromisoformat(repaired)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is neither a date (2026-03-08) nor an ISO datetime with an offset (2026-03-08T10:00:00+01:00)"
+        ) from None
+    if moment.tzinfo is None:
+        raise ValueError(
+            f"{text!r} has no UTC offset; add one (2026-03-08T10:00:00+01:00 or ...Z) or give a date for local midnight"
+        )
+    return moment.astimezone(UTC)
+
+
+def is_day_start(moment: datetime, zone: ZoneInfo) -> bool:
+    """Whether `moment` is the first instant of a local day."""
+    return start_of_day(moment.astimezone(zone).date(), zone) == moment
+
+
+def is_hour_start(moment: datetime, zone: ZoneInfo) -> bool:
+    """Whether the local clock reads a whole hour at `moment`."""
+    local = moment.astimezone(zone)
+    return local.minute == 0 and local.second == 0 and local.microsecond == 0
+
+
+def local_iso(moment: datetime, zone: ZoneInfo) -> str:
+    """`2026-03-08T03:00:00-04:00`: the local clock with its offset, unambiguous even on a fall-back day."""
+    return moment.astimezone(zone).isoformat()
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """One answer bucket: [start, end) in UTC; `day` is the local date of a day bucket."""
+
+    start: datetime
+    end: datetime
+    day: date | None = None
+
+
+def day_buckets(start: datetime, end: datetime, zone: ZoneInfo) -> list[Bucket]:
+    """The local days from the one starting at `start` up to `end` (both local day starts)."""
+    buckets: list[Bucket] = []
+    day = start.astimezone(zone).date()
+    moment = start
+    while moment < end:
+        following = start_of_day(day + timedelta(days=1), zone)
+        buckets.append(Bucket(moment, following, day))
+        day, moment = day + timedelta(days=1), following
+    return buckets
+
+
+def hour_buckets(start: datetime, end: datetime, zone: ZoneInfo) -> list[Bucket]:
+    """The local hours between `start` and `end`, each a run of 15-minute UTC buckets.
+
+    A local hour is identified by its wall-clock hour *and* its offset, so the repeated hour of
+    a fall-back day gives two buckets, and the skipped hour of a spring-forward day none.
+    """
+    buckets: list[Bucket] = []
+    key: tuple[datetime, timedelta | None] | None = None
+    moment = start
+    while moment < end:
+        local = moment.astimezone(zone)
+        this = (local.replace(minute=0, second=0, microsecond=0, tzinfo=None), local.utcoffset())
+        if this != key:
+            buckets.append(Bucket(moment, moment + QUARTER))
+            key = this
+        else:
+            buckets[-1] = Bucket(buckets[-1].start, moment + QUARTER)
+        moment += QUARTER
+    return buckets

@@ -1,0 +1,125 @@
+"""A batch's contribution to the rollups, computed in Python before it is upserted (pure: no I/O).
+
+Summing in Python first means one upserted row per (bucket, sensor, line) a batch touches,
+not one per record, so the database's ON CONFLICT work does not grow with the batch.
+
+The rules (the SQL comments in migrations/0003_rollups.sql say why):
+- a count lands wholly in the 15-minute UTC bucket, and the local day, of its period start;
+- a transaction lands in the bucket and local day of its time; refunds and voids are kept
+  apart from sales, all amounts positive;
+- the local day is computed with zoneinfo in the site's IANA zone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from footfall.protocol.records import Count, Occupancy, Record, SensorEvent, Transaction
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+BUCKET = timedelta(minutes=15)
+
+
+def from_ms(ms: int) -> datetime:
+    """An aware UTC datetime from Unix milliseconds, exactly (no float rounding)."""
+    return EPOCH + timedelta(milliseconds=ms)
+
+
+def bucket_of(moment: datetime) -> datetime:
+    """The start of the 15-minute UTC bucket holding `moment`."""
+    moment = moment.astimezone(UTC)
+    return moment.replace(minute=moment.minute - moment.minute % 15, second=0, microsecond=0)
+
+
+def record_time(record: Record) -> datetime:
+    """The time a record is filed under: a count's period start, otherwise its instant."""
+    return from_ms(record.start_ms if isinstance(record, Count) else record.at_ms)
+
+
+@dataclass(slots=True)
+class CountTotals:
+    """People in and out."""
+
+    entries: int = 0
+    exits: int = 0
+
+
+@dataclass(slots=True)
+class SalesTotals:
+    """Transactions of one terminal and currency, by kind; amounts in minor units, all positive."""
+
+    sales_count: int = 0
+    sales_amount: int = 0
+    refunds_count: int = 0
+    refunds_amount: int = 0
+    voids_count: int = 0
+    voids_amount: int = 0
+    items: int = 0
+
+    def add(self, txn: Transaction) -> None:
+        """Count one transaction under its kind."""
+        if txn.kind == "sale":
+            self.sales_count += 1
+            self.sales_amount += txn.amount_minor
+            self.items += txn.items
+        elif txn.kind == "refund":
+            self.refunds_count += 1
+            self.refunds_amount += txn.amount_minor
+        else:
+            self.voids_count += 1
+            self.voids_amount += txn.amount_minor
+
+    def values(self) -> tuple[int, int, int, int, int, int, int]:
+        """The totals in the column order of sales_15m and sales_day."""
+        return (
+            self.sales_count, self.sales_amount, self.refunds_count, self.refunds_amount,
+            self.voids_count, self.voids_amount, self.items,
+        )
+
+
+SensorKey = tuple[str, str]  # (kind: "sensor" | "terminal", name)
+
+
+@dataclass(slots=True)
+class Rollups:
+    """Everything one batch adds to the rollup tables and to the sensors table, keyed as the tables are."""
+
+    counts_15m: dict[tuple[datetime, str, str], CountTotals] = field(default_factory=dict)
+    counts_day: dict[tuple[date, str, str], CountTotals] = field(default_factory=dict)
+    sales_15m: dict[tuple[datetime, str, str], SalesTotals] = field(default_factory=dict)
+    sales_day: dict[tuple[date, str, str], SalesTotals] = field(default_factory=dict)
+    # (kind, name) -> (earliest, latest) record time seen in this batch.
+    sensors: dict[SensorKey, tuple[datetime, datetime]] = field(default_factory=dict)
+
+
+def compute(records: Iterable[Record], zone: ZoneInfo) -> Rollups:
+    """Sum `records` into rollup rows; `zone` is the site's, for local days."""
+    out = Rollups()
+    for record in records:
+        moment = record_time(record)
+        if isinstance(record, Count):
+            bucket = out.counts_15m.setdefault((bucket_of(moment), record.sensor, record.line), CountTotals())
+            day = out.counts_day.setdefault((moment.astimezone(zone).date(), record.sensor, record.line), CountTotals())
+            for totals in (bucket, day):
+                totals.entries += record.entries
+                totals.exits += record.exits
+            _seen(out, ("sensor", record.sensor), moment)
+        elif isinstance(record, Transaction):
+            day_key = (moment.astimezone(zone).date(), record.terminal, record.currency)
+            out.sales_15m.setdefault((bucket_of(moment), record.terminal, record.currency), SalesTotals()).add(record)
+            out.sales_day.setdefault(day_key, SalesTotals()).add(record)
+            _seen(out, ("terminal", record.terminal), moment)
+        elif isinstance(record, Occupancy):
+            _seen(out, ("sensor", record.sensor), moment)
+        elif isinstance(record, SensorEvent) and record.sensor != "agent":
+            # Events about the agent itself (sensor "agent") name no device.
+            _seen(out, ("sensor", record.sensor), moment)
+    return out
+
+
+def _seen(out: Rollups, key: SensorKey, moment: datetime) -> None:
+    first, last = out.sensors.get(key, (moment, moment))
+    out.sensors[key] = (min(first, moment), max(last, moment))
