@@ -11,6 +11,7 @@ database keeps only their SHA-256 (see credentials.py).
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -132,7 +133,9 @@ def _zones() -> frozenset[str]:
 def check_timezone(name: str) -> ZoneInfo:
     """The zone for an IANA name; AdminError when the zone database has no such zone."""
     if name not in _zones():
-        raise AdminError(f"unknown IANA time zone {name!r}; use a name such as Europe/Paris or America/New_York")
+        close = difflib.get_close_matches(name, _zones(), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else "; use a name such as Europe/Paris or America/New_York"
+        raise AdminError(f"unknown IANA time zone {name!r}{hint}")
     return ZoneInfo(name)
 
 

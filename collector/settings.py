@@ -96,7 +96,9 @@ def _text(value: Any, _: Path) -> str:
 
 
 def _path(value: Any, base: Path) -> Path:
-    if not _text(value, base):
+    if not isinstance(value, str | Path):
+        raise ValueError(f"must be a string, got {value!r}")
+    if not str(value):
         raise ValueError("must not be empty")
     path = Path(value).expanduser()
     return path if path.is_absolute() else base / path
@@ -165,10 +167,12 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Collector
             raise SettingsError(str(path), [f"not valid TOML: {exc}"]) from None
         settings = _apply(settings, data, str(path), path.parent)
     given = {k: v for k, v in overrides.items() if v is not None}
-    return _apply(settings, given, "the command line", Path.cwd())
+    return _apply(settings, given, "the command line", Path.cwd(), flags=True)
 
 
-def _apply(settings: CollectorSettings, data: Mapping[str, Any], where: str, base: Path) -> CollectorSettings:
+def _apply(
+    settings: CollectorSettings, data: Mapping[str, Any], where: str, base: Path, *, flags: bool = False
+) -> CollectorSettings:
     problems: list[str] = []
     values: dict[str, Any] = {}
     known = [f.name for f in fields(CollectorSettings)]
@@ -179,7 +183,8 @@ def _apply(settings: CollectorSettings, data: Mapping[str, Any], where: str, bas
         try:
             values[key] = _CONVERTERS[key](value, base)
         except ValueError as exc:
-            problems.append(f"{key}: {exc}")
+            name = "--" + key.replace("_", "-") if flags else key
+            problems.append(f"{name}: {exc}")
     if problems:
         raise SettingsError(where, problems)
     return replace(settings, **values)

@@ -4,4 +4,6 @@ from __future__ import annotations
 
 pytest_plugins = [
     "tests.fixtures.leaks",
+    "tests.fixtures.pg",
+    "tests.fixtures.collector",
 ]
