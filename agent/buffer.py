@@ -216,6 +216,8 @@ class Buffer:
         self.pending = Pending()
         # Set on every commit that changed what is pending; the uploader waits on it instead of polling.
         self.changed = asyncio.Event()
+        # Commits so far (group commits, not writes): written by the writer thread only.
+        self.commits = 0
         self._closed = False
 
     async def open(self) -> None:
@@ -331,6 +333,16 @@ class Buffer:
             return len(rows)
 
         return await self.write(renumber)
+
+    async def pragmas(self) -> dict[str, str]:
+        """The writer connection's journal mode and synchronous level (guarantee 1)."""
+
+        def read(conn: sqlite3.Connection) -> dict[str, str]:
+            journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            level = conn.execute("PRAGMA synchronous").fetchone()[0]
+            return {"journal_mode": str(journal), "synchronous": {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}[level]}
+
+        return await self._submit(read, write=False)
 
     async def stats(self) -> BufferStats:
         """Depth, bytes, oldest unsent record's time, last ack and the dropped counts."""
@@ -458,8 +470,10 @@ class Buffer:
                 conn.execute("SAVEPOINT job")
                 try:
                     result = job.fn(txn)
-                # Reason: a write function is caller code (decode, counters); whatever it raises must
-                # fail that caller alone and leave the rest of the group to commit.
+                except sqlite3.Error:
+                    raise  # storage trouble (disk full, I/O): the whole group fails below
+                # Reason: a write function is caller code (decode, counters); whatever else it raises
+                # must fail that caller alone and leave the rest of the group to commit.
                 except Exception as exc:  # noqa: BLE001
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
@@ -486,6 +500,7 @@ class Buffer:
                 self._resolve(job.future, failure)
             return
         self._meta = txn.meta
+        self.commits += 1
         self._publish(conn)
         for job, outcome in zip(group, outcomes, strict=True):
             self._resolve(job.future, outcome)

@@ -25,11 +25,11 @@ app.add_typer(config_app, name="config")
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The agent's TOML config file.")]
 
 
-def _load(path: Path) -> AgentConfig:
+def _load(path: Path, *, err: bool = True) -> AgentConfig:
     try:
         return load_config(path, adapters=load_profiles)
     except ConfigError as exc:
-        typer.echo(str(exc), err=True)
+        typer.echo(str(exc), err=err)
         raise typer.Exit(1) from None
 
 
@@ -109,6 +109,6 @@ def status(
 @config_app.command("check")
 def config_check(file: Annotated[Path, typer.Argument(help="The agent.toml to check.")]) -> None:
     """Check a config and the adapter profiles it uses; print every problem (exit 1) or a summary."""
-    cfg = _load(file)
+    cfg = _load(file, err=False)
     sources = ", ".join(f"{s.name} ({s.transport}, {s.adapter})" for s in cfg.sources) or "none"
     typer.echo(f"{file}: OK; state in {cfg.agent.state_dir}; sources: {sources}")

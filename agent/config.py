@@ -223,24 +223,36 @@ def parse_config(
             table = {}
         sections[name] = reader.build(cls, table, name)
     sources = _sources(reader, data.get("sources", []))
-    if adapters is not None and sections["agent"] is not None:
-        try:
-            known = adapters(sections["agent"].adapter_dirs)
-        except ConfigError as exc:
-            reader.problems.extend(
-                Problem(f"{exc.where}: {p.key}" if p.key else exc.where, p.message) for p in exc.problems
-            )
-        else:
-            for index, source in enumerate(sources):
-                if source is not None and source.adapter not in known:
-                    reader.add(
-                        f"sources[{index}].adapter",
-                        f"no adapter profile named {source.adapter!r} (source {source.name!r}); "
-                        f"known: {', '.join(sorted(known)) or 'none'}" + _suggest(source.adapter, known),
-                    )
+    if adapters is not None:
+        _check_adapters(reader, data, adapters)
     if reader.problems:
         raise ConfigError(where, reader.problems)
     return AgentConfig(**sections, sources=tuple(s for s in sources if s is not None), path=path)
+
+
+def _check_adapters(reader: TableReader, data: Mapping[str, Any], adapters: AdapterNames) -> None:
+    """Each source's adapter must name a loadable profile; bad profiles are problems of this file too."""
+    agent = data.get("agent")
+    raw_dirs = agent.get("adapter_dirs", []) if isinstance(agent, dict) else []
+    try:
+        dirs = _paths(reader, raw_dirs, {}, None)
+    except ValueError:
+        return  # already reported as agent.adapter_dirs
+    try:
+        known = adapters(dirs)
+    except ConfigError as exc:
+        reader.problems.extend(exc.problems)  # each already names its profile file
+        return
+    raw = data.get("sources")
+    for index, table in enumerate(raw if isinstance(raw, list) else []):
+        adapter = table.get("adapter") if isinstance(table, dict) else None
+        if isinstance(adapter, str) and adapter not in known:
+            name = f" (source {table['name']!r})" if isinstance(table.get("name"), str) else ""
+            reader.add(
+                f"sources[{index}].adapter",
+                f"no adapter profile named {adapter!r}{name}; known: {', '.join(sorted(known)) or 'none'}"
+                + _suggest(adapter, known),
+            )
 
 
 def _sources(reader: TableReader, raw: Any) -> list[SourceConfig | None]:

@@ -81,6 +81,8 @@ READING_FIELDS: Mapping[str, Mapping[str, tuple[str, Any]]] = {
 }
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NAME_MAX = 128
+# A frame's errors are all reported, up to this many (a 500-item frame with one bad field per item stays readable).
+_ERRORS_SHOWN = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,16 +230,26 @@ def default_extractors() -> dict[str, Extractor]:
 
 
 def extract(profile: Profile, extractor: Extractor, payload: bytes, ctx: DecodeContext) -> list[Reading]:
-    """Every reading in one frame; DecodeError (nothing taken) when any item is wrong."""
+    """Every reading in one frame; DecodeError (nothing taken) naming every bad field when any item is wrong."""
     items = extractor.items(profile.options, payload)
     rules = READING_FIELDS[profile.shape]
     readings: list[Reading] = []
+    errors: list[str] = []
     for where, item in items:
-        values = {
-            name: _field_value(profile, extractor, name, builtin, item, where, ctx)
-            for name, (_, builtin) in rules.items()
-        }
-        readings.append(_reading(profile, values, where, ctx))
+        values: dict[str, Any] = {}
+        for name, (_, builtin) in rules.items():
+            try:
+                values[name] = _field_value(profile, extractor, name, builtin, item, where, ctx)
+            except DecodeError as exc:
+                errors.append(str(exc))
+        if len(values) == len(rules):
+            try:
+                readings.append(_reading(profile, values, where, ctx))
+            except DecodeError as exc:
+                errors.append(str(exc))
+    if errors:
+        more = f" (and {len(errors) - _ERRORS_SHOWN} more)" if len(errors) > _ERRORS_SHOWN else ""
+        raise DecodeError("; ".join(errors[:_ERRORS_SHOWN]) + more)
     return readings
 
 
@@ -256,7 +268,7 @@ def _field_value(
             return spec.default
         if builtin is SOURCE_NAME:
             return ctx.source
-        raise DecodeError(f"{label}: missing" + (" (null)" if raw is None else "") + f"; the {name} of the reading")
+        raise DecodeError(f"{label}: " + ("null" if raw is None else "missing") + f", needed for the reading's {name}")
     try:
         return _convert(spec, raw, profile, ctx)
     except ValueError as exc:
