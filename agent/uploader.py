@@ -44,7 +44,7 @@ from footfall.agent.config import UploadSection
 from footfall.agent.identity import Identity, IdentityError, load_identity, load_key
 from footfall.protocol import signing
 from footfall.protocol.envelope import CONTENT_TYPE, encode_packed_records
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_never, wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_never, wait_exponential, wait_random
 
 from footfall.logs import event
 
@@ -124,8 +124,10 @@ class Uploader:
         self._clock = clock
         self.status = UploadStatus()
         self._reload_identity = False
-        self._backoff = wait_exponential_jitter(
-            initial=settings.backoff_initial, max=settings.backoff_max, jitter=settings.backoff_initial
+        # Doubling from backoff_initial, plus up to backoff_initial of jitter so that a fleet that
+        # lost its collector at the same moment does not come back in lockstep; capped in _wait.
+        self._backoff = wait_exponential(multiplier=settings.backoff_initial, max=settings.backoff_max) + wait_random(
+            0, settings.backoff_initial
         )
 
     @property
@@ -238,7 +240,7 @@ class Uploader:
         error = retry_state.outcome.exception() if retry_state.outcome else None
         if isinstance(error, UploadError) and error.retry_after is not None:
             return min(error.retry_after, self.settings.backoff_max)
-        return float(self._backoff(retry_state))
+        return min(self.settings.backoff_max, float(self._backoff(retry_state)))
 
     def _before_sleep(self, retry_state: RetryCallState) -> None:
         error = retry_state.outcome.exception() if retry_state.outcome else None

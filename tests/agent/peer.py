@@ -52,7 +52,7 @@ class PeerCollector:
     max_records: int = 0
     clock_offset: float = 0.0
     revoked: set[str] = field(default_factory=set)
-    on_ingest: Callable[[Batch], None] | None = None
+    on_ingest: Callable[[list[int]], None] | None = None
     high_water: dict[str, int] = field(default_factory=dict)
     accepted: list[Record] = field(default_factory=list)
     seen: list[Seen] = field(default_factory=list)
@@ -107,6 +107,8 @@ class PeerCollector:
             seqs = [r.seq for r in batch.records]
         except ProtocolError:
             batch, seqs = None, []
+        if self.on_ingest is not None:
+            self.on_ingest(seqs)
         if self.script:
             answer = self.script.pop(0)
             self.seen.append(Seen(answer.status, seqs))
@@ -134,8 +136,6 @@ class PeerCollector:
         bad = [r.seq for r in batch.records if r.seq in self.poison]
         if bad:
             return self._answer(400, {"error": "malformed_batch", "message": f"record seq {bad[0]} is poisoned"})
-        if self.on_ingest is not None:
-            self.on_ingest(batch)
         mark = self.high_water.get(batch.agent, 0)
         fresh = [r for r in batch.records if r.seq > mark]
         self.accepted.extend(fresh)

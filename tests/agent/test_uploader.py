@@ -1,0 +1,194 @@
+"""The uploader against a scripted collector over real HTTP: nothing deleted before a 2xx, everything acked once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from footfall.agent.buffer import Buffer
+from footfall.agent.config import UploadSection
+from footfall.agent.identity import Identity, enroll, load_identity, load_key, save_identity, write_key
+from footfall.agent.uploader import Uploader, _retry_after
+from footfall.protocol import signing
+from footfall.protocol.records import Count, Record
+from tests.agent.conftest import eventually
+from tests.agent.peer import Answer, PeerCollector
+
+FAST = UploadSection(max_records=8, max_bytes=1 << 20, max_age=0.02, backoff_initial=0.01, backoff_max=0.05)
+
+
+def count(i: int) -> Count:
+    return Count("door", "main", i * 60_000, (i + 1) * 60_000, i % 5, i % 3)
+
+
+def file_seqs(path: Path) -> set[int]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return {seq for (seq,) in conn.execute("SELECT seq FROM records")}
+    finally:
+        conn.close()
+
+
+@dataclass
+class Rig:
+    buffer: Buffer
+    peer: PeerCollector
+    state_dir: Path
+    identity: Identity
+    violations: list[str]
+
+    def uploader(self, settings: UploadSection = FAST) -> Uploader:
+        return Uploader(
+            self.buffer,
+            settings,
+            state_dir=self.state_dir,
+            identity=load_identity(self.state_dir),
+            key=load_key(self.state_dir),
+            timeout=5,
+        )
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, peer: PeerCollector, buffer: Buffer) -> AsyncIterator[Rig]:
+    state_dir = tmp_path / "state"
+    key = signing.generate_key()
+    write_key(state_dir, key)
+    identity = Identity("agt_rig", peer.url, "acme", "store-12", "Europe/Paris", "2026-03-08T00:00:00Z")
+    save_identity(state_dir, identity)
+    peer.keys["agt_rig"] = signing.public_bytes(key)
+    violations: list[str] = []
+
+    def still_buffered(seqs: list[int]) -> None:
+        # Runs inside every ingest request, before the peer answers: all of them must still be on disk.
+        missing = set(seqs) - file_seqs(buffer.path)
+        if missing:
+            violations.append(f"seqs {sorted(missing)} deleted before their 2xx")
+
+    peer.on_ingest = still_buffered
+    yield Rig(buffer, peer, state_dir, identity, violations)
+
+
+@contextlib.asynccontextmanager
+async def running(uploader: Uploader) -> AsyncIterator[Uploader]:
+    task = asyncio.create_task(uploader.run())
+    try:
+        yield uploader
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def drained(buffer: Buffer) -> bool:
+    return (await buffer.stats()).depth == 0
+
+
+def accepted_seqs(peer: PeerCollector) -> list[int]:
+    return sorted(r.seq for r in peer.accepted)
+
+
+async def test_batches_by_count_and_acks_everything_once(rig: Rig) -> None:
+    written = [count(i) for i in range(30)]
+    await rig.buffer.append(written)
+    async with running(rig.uploader()) as uploader:
+        await eventually(lambda: drained(rig.buffer), what="the buffer to drain")
+    assert accepted_seqs(rig.peer) == list(range(1, 31))
+    assert [s.seqs for s in rig.peer.seen] == [list(range(1, 9)), list(range(9, 17)), list(range(17, 25)), list(range(25, 31))]
+    assert _content(rig.peer.accepted) == _content(written)
+    assert rig.violations == []
+    stats = await rig.buffer.stats()
+    assert (stats.acked_seq, uploader.status.uploaded_records, uploader.status.batches) == (30, 30, 4)
+
+
+async def test_every_fault_answer_then_everything_acked_exactly_once(rig: Rig) -> None:
+    rig.peer.script = [
+        Answer(413, {"error": "batch_too_large", "message": "scripted"}),
+        Answer(503, {"error": "unavailable"}, {"Retry-After": "0"}),
+        Answer(429, {"error": "rate_limited"}, {"Retry-After": "1"}),
+        Answer(500, {"error": "boom"}),
+    ]
+    rig.peer.max_records = 5
+    rig.peer.poison = {7}
+    await rig.buffer.append([count(i) for i in range(20)])
+    async with running(rig.uploader()) as uploader:
+        await eventually(lambda: drained(rig.buffer), what="the buffer to drain")
+    assert accepted_seqs(rig.peer) == [s for s in range(1, 21) if s != 7], "each accepted once, the bad one never"
+    ((seq, reason, _),) = await rig.buffer.rejected()
+    assert (seq, reason) == (7, "record seq 7 is poisoned")
+    assert rig.violations == []
+    assert uploader.status.last_retry_after_s == 1.0, "429's Retry-After was honoured"
+    assert uploader.status.retries >= 3 and uploader.status.splits >= 3 and uploader.status.rejected == 1
+    statuses = [s.status for s in rig.peer.seen]
+    assert statuses[:4] == [413, 503, 429, 500]
+    assert all(len(s.seqs) <= 5 for s in rig.peer.seen if s.status == 200), "413 halved the batches"
+    assert (await rig.buffer.stats()).acked_seq == 20
+
+
+async def test_a_skewed_clock_is_corrected_from_the_server_time(rig: Rig) -> None:
+    rig.peer.clock_offset = 3600.0
+    written = [count(i) for i in range(3)]
+    await rig.buffer.append(written)
+    async with running(rig.uploader()) as uploader:
+        await eventually(lambda: drained(rig.buffer), what="the buffer to drain")
+    assert [s.status for s in rig.peer.seen] == [401, 200]
+    assert uploader.status.clock_offset_s == pytest.approx(3600, abs=2)
+    assert _content(rig.peer.accepted) == _content(written), "record times are never shifted"
+
+
+async def test_a_revoked_agent_keeps_its_data_says_reenroll_and_resumes_after_enrollment(rig: Rig) -> None:
+    rig.peer.revoked = {"agt_rig"}
+    await rig.buffer.append([count(i) for i in range(4)])
+    async with running(rig.uploader()) as uploader:
+        await eventually(lambda: uploader.status.state == "re-enroll" and uploader.status.retries >= 2, what="re-enroll")
+        assert (await rig.buffer.stats()).depth == 4
+        assert "re-enroll" in uploader.status.last_error
+        identity = await enroll(rig.state_dir, rig.peer.url, "ffe_test", force=True)
+        await eventually(lambda: drained(rig.buffer), what="the buffer to drain after re-enrollment")
+    assert identity.agent_id == "agt_test1"
+    assert rig.peer.high_water == {"agt_test1": 4}
+    assert accepted_seqs(rig.peer) == [1, 2, 3, 4]
+    assert rig.violations == []
+
+
+async def test_a_full_batch_wakes_the_uploader_at_once(rig: Rig) -> None:
+    patient = UploadSection(max_records=10, max_bytes=1 << 20, max_age=3600, backoff_initial=0.01, backoff_max=0.05)
+    async with running(rig.uploader(patient)):
+        await rig.buffer.append([count(i) for i in range(10)])
+        await eventually(lambda: drained(rig.buffer), timeout=5, what="a full batch to go without waiting max_age")
+    assert accepted_seqs(rig.peer) == list(range(1, 11))
+
+
+async def test_a_buffer_whose_numbering_went_backwards_is_renumbered_not_lost(rig: Rig) -> None:
+    rig.peer.high_water["agt_rig"] = 1000  # the collector already has seqs this (new) buffer never gave out
+    await rig.buffer.append([count(i) for i in range(5)])
+    async with running(rig.uploader()):
+        await eventually(lambda: drained(rig.buffer), what="the buffer to drain")
+    assert accepted_seqs(rig.peer) == [1001, 1002, 1003, 1004, 1005]
+    assert [r.entries for r in sorted(rig.peer.accepted, key=lambda r: r.seq)] == [0, 1, 2, 3, 4]
+    assert await rig.buffer.append([count(9)]) == [1006]
+
+
+async def test_a_collector_that_is_away_costs_nothing(rig: Rig, tmp_path: Path) -> None:
+    await rig.buffer.append([count(i) for i in range(3)])
+    await rig.peer.stop()
+    async with running(rig.uploader()) as uploader:
+        await eventually(lambda: uploader.status.retries >= 3, what="retries against a closed port")
+        assert "cannot reach the collector" in uploader.status.last_error
+        assert (await rig.buffer.stats()).depth == 3
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    assert _retry_after("7", 0) == 7
+    assert _retry_after("Wed, 21 Oct 2015 07:28:10 GMT", 1445412480) == 10
+    assert _retry_after("soon", 0) is None
+    assert _retry_after(None, 0) is None
+
+
+def _content(records: list[Record]) -> list[tuple[object, ...]]:
+    return sorted((r.start_ms, r.entries, r.exits) for r in records if isinstance(r, Count))
