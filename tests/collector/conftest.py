@@ -20,11 +20,12 @@ async def eventually(check: Callable[[], Awaitable[bool]], *, within: float = 10
 
 @pytest.fixture
 async def no_task_leaks() -> AsyncIterator[None]:
-    """The suite's task-leak check, minus the tasks that fixtures set up before the test started.
+    """The suite's task-leak check, minus the task running this teardown and tasks older than the check.
 
-    The suite-wide version (tests/fixtures/leaks.py) is torn down before the `collector`
-    fixture, so it would count the running collector's own tasks (its connection pool and
-    server) as the test's leaks, and cancel them under it. Same fix as tests/agent/conftest.py.
+    With pytest-asyncio 1.x an async fixture's teardown runs in a task of its own, which the
+    suite-wide version (tests/fixtures/leaks.py) counts as a leak (as tests/agent/conftest.py
+    notes). The `collector` fixtures request this one, so it is torn down after them and sees
+    whether stopping a collector really ended all its tasks.
     """
     before = set(asyncio.all_tasks())
     yield

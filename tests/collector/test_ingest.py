@@ -1,0 +1,314 @@
+"""POST /v1/ingest over real HTTP and PostgreSQL: what is stored, what is refused, and that nothing counts twice."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+import zlib
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import msgpack
+import pytest
+from footfall.collector import admin
+from footfall.collector.store import PARTITIONED_TABLES, add_months, month_of, partition_name
+from footfall.protocol.envelope import CONTENT_TYPE, Batch, encode_payload
+from footfall.protocol.records import Occupancy, SensorEvent
+from footfall.protocol.signing import HEADER_SERVER_TIME, generate_key, sign_request
+
+from tests.collector.conftest import eventually
+from tests.fixtures.collector import (
+    CollectorFactory,
+    EnrolledAgent,
+    RunningCollector,
+    count_record,
+    event_record,
+    ms,
+    transaction_record,
+)
+
+T0 = datetime(2026, 3, 8, 10, 0, tzinfo=UTC)
+DATA_TABLES = (
+    "people_counts", "occupancy", "transactions", "sensor_events",
+    "counts_15m", "counts_day", "sales_15m", "sales_day", "sensors",
+)
+
+
+async def snapshot(collector: RunningCollector, agent: EnrolledAgent) -> dict[str, Any]:
+    """Every row count that ingest can change, and the agent's mark: equal snapshots mean nothing was stored."""
+    state: dict[str, Any] = {t: await collector.value(f"SELECT count(*) FROM {t}") for t in DATA_TABLES}
+    state["rollup_sums"] = await collector.rows(
+        "SELECT (SELECT coalesce(sum(entries), 0) FROM counts_15m), (SELECT coalesce(sum(entries), 0) FROM counts_day)"
+    )
+    state["agent"] = await collector.rows("SELECT hw_seq, last_seen_at FROM agents WHERE id = %s", agent.id)
+    return state
+
+
+async def test_a_batch_is_stored_with_its_rollups_and_acked(collector: RunningCollector) -> None:
+    agent = await collector.enroll(timezone="Europe/Paris")
+    late_evening = datetime(2026, 3, 7, 23, 30, tzinfo=UTC)  # 00:30 on March 8 in Paris
+    records = [
+        count_record(1, T0, entries=5, exits=2),
+        count_record(2, T0 + timedelta(minutes=15), entries=3, exits=1),
+        count_record(3, T0 + timedelta(minutes=5), minutes=5, entries=1, line="side"),
+        count_record(4, late_evening, entries=7),
+        Occupancy("door", "shop", ms(T0), 12, seq=5),
+        transaction_record(6, T0, amount_minor=2500, items=3),
+        transaction_record(7, T0 + timedelta(minutes=1), kind="refund", amount_minor=500),
+        transaction_record(8, T0 + timedelta(minutes=2), kind="void", amount_minor=100),
+        SensorEvent("agent", ms(T0), "gap", "buffer overflow", lost_first=100, lost_last=120, seq=9),
+        event_record(12, T0, kind="counter_reset"),
+    ]
+    answer = await collector.upload(agent, records)
+    assert answer.status == 200, answer.body
+    assert answer.body == {"accepted": 10, "duplicates": 0, "acked_seq": 12}
+    assert abs(int(answer.headers[HEADER_SERVER_TIME]) - time.time()) < 5
+
+    assert await collector.rows("SELECT seq, sensor, line, entries, exits, clock FROM people_counts ORDER BY seq") == [
+        (1, "door", "main", 5, 2, "ok"), (2, "door", "main", 3, 1, "ok"),
+        (3, "door", "side", 1, 0, "ok"), (4, "door", "main", 7, 0, "ok"),
+    ]
+    assert await collector.rows(
+        "SELECT bucket_start, line, entries, exits FROM counts_15m ORDER BY bucket_start, line"
+    ) == [
+        (late_evening, "main", 7, 0),
+        (T0, "main", 5, 2),
+        (T0, "side", 1, 0),  # a 5-minute count lands in the bucket of its start
+        (T0 + timedelta(minutes=15), "main", 3, 1),
+    ]
+    assert await collector.rows("SELECT local_day, line, entries, exits FROM counts_day ORDER BY line") == [
+        (date(2026, 3, 8), "main", 15, 3), (date(2026, 3, 8), "side", 1, 0),
+    ]
+    assert await collector.rows("SELECT sales_count, sales_amount, refunds_count, refunds_amount, voids_count, "
+                                "voids_amount, items FROM sales_15m") == [(1, 2500, 1, 500, 1, 100, 3)]
+    assert await collector.value("SELECT count(*) FROM sales_day WHERE local_day = '2026-03-08'") == 1
+    assert await collector.rows("SELECT zone, value FROM occupancy") == [("shop", 12)]
+    assert await collector.rows("SELECT kind, lost_first, lost_last FROM sensor_events ORDER BY seq") == [
+        ("gap", 100, 120), ("counter_reset", 0, 0),
+    ]
+    assert await collector.rows("SELECT kind, name, first_seen_at, last_seen_at FROM sensors ORDER BY kind") == [
+        ("sensor", "door", late_evening, T0 + timedelta(minutes=15)),
+        ("terminal", "pos1", T0, T0 + timedelta(minutes=2)),
+    ]
+    hw_seq, last_seen, skew = (await collector.rows("SELECT hw_seq, last_seen_at, clock_skew_s FROM agents"))[0]
+    assert hw_seq == 12 and last_seen is not None and abs(skew) < 5
+
+
+async def test_the_same_batch_twice_is_counted_once(collector: RunningCollector) -> None:
+    agent = await collector.enroll()
+    records = [count_record(seq, T0 + timedelta(minutes=15 * seq), entries=seq) for seq in range(1, 21)]
+    first = await collector.upload(agent, records)
+    again = await collector.upload(agent, records)
+    assert first.body == {"accepted": 20, "duplicates": 0, "acked_seq": 20}
+    assert again.status == 200
+    assert again.body == {"accepted": 0, "duplicates": 20, "acked_seq": 20}
+    assert await collector.value("SELECT count(*) FROM people_counts") == 20
+    assert await collector.value("SELECT sum(entries) FROM counts_15m") == sum(range(1, 21))
+    assert await collector.value("SELECT sum(entries) FROM counts_day") == sum(range(1, 21))
+
+
+async def test_a_partly_new_batch_stores_only_the_new_records(collector: RunningCollector) -> None:
+    agent = await collector.enroll()
+    await collector.upload(agent, [count_record(s, T0) for s in (1, 2, 3)])
+    answer = await collector.upload(agent, [count_record(s, T0) for s in (2, 3, 4, 7)])
+    assert answer.body == {"accepted": 2, "duplicates": 2, "acked_seq": 7}
+    assert await collector.value("SELECT array_agg(seq ORDER BY seq) FROM people_counts") == [1, 2, 3, 4, 7]
+    assert await collector.value("SELECT sum(entries) FROM counts_15m") == 5
+
+
+async def test_concurrent_overlapping_uploads_are_counted_once(collector_factory: CollectorFactory) -> None:
+    # Two collector processes' worth of apps on one database, an agent retrying while its first try is in flight.
+    one, two = await collector_factory(), await collector_factory()
+    agent = await one.enroll()
+    records = [count_record(seq, T0 + timedelta(minutes=seq), entries=seq % 7) for seq in range(1, 301)]
+    shorter, longer = records[:200], records
+    answers = await asyncio.gather(
+        one.upload(agent, shorter), two.upload(agent, longer), one.upload(agent, longer), two.upload(agent, shorter)
+    )
+    assert all(a.status == 200 for a in answers), [a.body for a in answers]
+    assert sum(a.body["accepted"] for a in answers) == 300
+    assert sum(a.body["duplicates"] for a in answers) == 200 + 300 + 300 + 200 - 300
+    assert await one.rows("SELECT count(*), count(DISTINCT seq) FROM people_counts") == [(300, 300)]
+    expected = sum(seq % 7 for seq in range(1, 301))
+    assert await one.value("SELECT sum(entries) FROM counts_15m") == expected
+    assert await one.value("SELECT sum(entries) FROM counts_day") == expected
+    assert await one.value("SELECT hw_seq FROM agents") == 300
+
+
+async def test_a_backlog_lands_in_months_that_had_no_partition(collector: RunningCollector) -> None:
+    agent = await collector.enroll()
+    old = datetime(2024, 2, 29, 23, 50, tzinfo=UTC)
+    partitions = "SELECT count(*) FROM pg_class WHERE relname LIKE %s"
+    assert await collector.value(partitions, "%_2024_02") == 0
+    answer = await collector.upload(
+        agent, [count_record(1, old), transaction_record(2, old), event_record(3, old), count_record(4, T0)]
+    )
+    assert answer.status == 200, answer.body
+    for table in ("people_counts", "counts_15m", "transactions", "sales_15m", "sensor_events"):
+        assert await collector.value(f"SELECT count(*) FROM {table}_2024_02") == 1, table
+    assert await collector.value("SELECT count(*) FROM people_counts_2026_03") == 1
+    # A second collector process has an empty partition cache: it finds the partitions and goes on.
+    assert (await collector.upload(agent, [count_record(5, old + timedelta(minutes=1))])).status == 200
+
+
+async def test_partitions_are_made_ahead_at_start(collector: RunningCollector) -> None:
+    names = [partition_name(table, add_months(month_of(datetime.now(UTC)), 2)) for table in PARTITIONED_TABLES]
+
+    async def made() -> bool:
+        found = await collector.value("SELECT count(*) FROM pg_class WHERE relname = ANY(%s)", names)
+        return bool(found == len(names))
+
+    await eventually(made, what=f"partitions {names}")
+
+
+def _signed(agent: EnrolledAgent, body: bytes, **kw: Any) -> dict[str, str]:
+    return agent.headers(body, **kw)
+
+
+def _lying_range(agent: EnrolledAgent) -> tuple[bytes, dict[str, str]]:
+    batch = Batch(agent.id, 3, 9, ms(T0), (count_record(3, T0), count_record(4, T0)))
+    body = zlib.compress(encode_payload(batch))
+    return body, _signed(agent, body)
+
+
+def _not_zlib(agent: EnrolledAgent) -> tuple[bytes, dict[str, str]]:
+    body = b"this is not zlib"
+    return body, _signed(agent, body)
+
+
+def _not_msgpack(agent: EnrolledAgent) -> tuple[bytes, dict[str, str]]:
+    body = zlib.compress(b"\xc1\xc1 not msgpack")
+    return body, _signed(agent, body)
+
+
+def _bad_record(agent: EnrolledAgent) -> tuple[bytes, dict[str, str]]:
+    envelope = {"v": 1, "agent": agent.id, "seq_first": 3, "seq_last": 3, "sent_at_ms": ms(T0),
+                "records": [{"type": "count", "sensor": "door", "seq": 3}]}
+    body = zlib.compress(msgpack.packb(envelope))
+    return body, _signed(agent, body)
+
+
+def _time_out_of_bounds(agent: EnrolledAgent) -> tuple[bytes, dict[str, str]]:
+    body = agent.body([count_record(3, T0), count_record(4, datetime(1999, 12, 31, tzinfo=UTC))])
+    return body, _signed(agent, body)
+
+
+def _mismatch(agent: EnrolledAgent) -> tuple[bytes, dict[str, str]]:
+    body = agent.body([count_record(3, T0)], agent="agt_someoneelse000000")
+    return body, _signed(agent, body)
+
+
+def _bad_signature(agent: EnrolledAgent) -> tuple[bytes, dict[str, str]]:
+    body = agent.body([count_record(3, T0)])
+    signed = sign_request(generate_key(), "POST", "/v1/ingest", agent.id, int(time.time()), body)
+    return body, {**signed.as_dict(), "Content-Type": CONTENT_TYPE}
+
+
+def _tampered(agent: EnrolledAgent) -> tuple[bytes, dict[str, str]]:
+    body = agent.body([count_record(3, T0)])
+    headers = _signed(agent, body)
+    return agent.body([count_record(3, T0, entries=1000)]), headers
+
+
+def _signed_for_other_path(agent: EnrolledAgent) -> tuple[bytes, dict[str, str]]:
+    body = agent.body([count_record(3, T0)])
+    return body, _signed(agent, body, path="/v1/heartbeat")
+
+
+def _unknown_agent(agent: EnrolledAgent) -> tuple[bytes, dict[str, str]]:
+    stranger = EnrolledAgent("agt_unknown0000000000", generate_key(), agent.org, agent.site, agent.timezone)
+    body = stranger.body([count_record(3, T0)])
+    return body, _signed(stranger, body)
+
+
+def _stale(agent: EnrolledAgent) -> tuple[bytes, dict[str, str]]:
+    body = agent.body([count_record(3, T0)])
+    return body, _signed(agent, body, timestamp=int(time.time()) - 301)
+
+
+def _future(agent: EnrolledAgent) -> tuple[bytes, dict[str, str]]:
+    body = agent.body([count_record(3, T0)])
+    return body, _signed(agent, body, timestamp=int(time.time()) + 400)
+
+
+def _unsigned(agent: EnrolledAgent) -> tuple[bytes, dict[str, str]]:
+    return agent.body([count_record(3, T0)]), {"Content-Type": CONTENT_TYPE}
+
+
+def _wrong_type(agent: EnrolledAgent) -> tuple[bytes, dict[str, str]]:
+    body = agent.body([count_record(3, T0)])
+    return body, {**_signed(agent, body), "Content-Type": "application/json"}
+
+
+def _bomb(agent: EnrolledAgent) -> tuple[bytes, dict[str, str]]:
+    body = zlib.compress(b"\x00" * (64 * 1024 * 1024 + 1), 9)
+    return body, _signed(agent, body)
+
+
+REFUSALS: list[tuple[str, Callable[[EnrolledAgent], tuple[bytes, dict[str, str]]], int, str]] = [
+    ("seq range that lies", _lying_range, 400, "malformed_batch"),
+    ("not zlib", _not_zlib, 400, "malformed_batch"),
+    ("not msgpack", _not_msgpack, 400, "malformed_batch"),
+    ("record missing fields", _bad_record, 400, "malformed_batch"),
+    ("time before 2000", _time_out_of_bounds, 400, "malformed_batch"),
+    ("agent mismatch", _mismatch, 400, "agent_mismatch"),
+    ("bad signature", _bad_signature, 401, "bad_signature"),
+    ("body changed after signing", _tampered, 401, "bad_signature"),
+    ("signed for another path", _signed_for_other_path, 401, "bad_signature"),
+    ("unknown agent", _unknown_agent, 401, "unknown_agent"),
+    ("timestamp 301 s old", _stale, 401, "timestamp_out_of_window"),
+    ("timestamp 400 s ahead", _future, 401, "timestamp_out_of_window"),
+    ("no signature", _unsigned, 401, "missing_signature"),
+    ("wrong content type", _wrong_type, 415, "unsupported_media_type"),
+    ("decompresses past 64 MiB", _bomb, 413, "batch_too_large"),
+]
+
+
+@pytest.mark.parametrize(("build", "status", "code"), [r[1:] for r in REFUSALS], ids=[r[0] for r in REFUSALS])
+async def test_a_refused_upload_changes_nothing(
+    collector: RunningCollector, build: Callable[[EnrolledAgent], tuple[bytes, dict[str, str]]], status: int, code: str
+) -> None:
+    agent = await collector.enroll()
+    assert (await collector.upload(agent, [count_record(1, T0), count_record(2, T0)])).status == 200
+    before = await snapshot(collector, agent)
+    body, headers = build(agent)
+    answer = await collector.post_ingest(body, headers)
+    assert (answer.status, answer.body["error"]) == (status, code), answer.body
+    assert answer.body["message"]
+    assert HEADER_SERVER_TIME in answer.headers
+    assert await snapshot(collector, agent) == before
+
+
+async def test_a_revoked_agent_is_refused_at_once_even_with_its_key_cached(collector: RunningCollector) -> None:
+    agent = await collector.enroll()
+    assert (await collector.upload(agent, [count_record(1, T0)])).status == 200  # the key is now cached
+    async with collector.connection() as conn:
+        await admin.revoke_agent(conn, agent.id)
+    before = await snapshot(collector, agent)
+    answer = await collector.upload(agent, [count_record(2, T0)])
+    assert (answer.status, answer.body["error"]) == (401, "revoked_agent")
+    assert await snapshot(collector, agent) == before
+    # And again, now that the cache has forgotten it: refused before the body is even decoded.
+    answer = await collector.upload(agent, [count_record(3, T0)])
+    assert (answer.status, answer.body["error"]) == (401, "revoked_agent")
+
+
+async def test_a_body_over_the_limit_is_413_before_it_is_read(collector_factory: CollectorFactory) -> None:
+    collector = await collector_factory(max_body=4096)
+    agent = await collector.enroll()
+    # Random receipt ids: compression cannot bring them under the limit.
+    records = [transaction_record(seq, T0, txn_id=secrets.token_hex(40)) for seq in range(1, 400)]
+    answer = await collector.upload(agent, records)
+    assert answer.status == 413, answer
+    assert answer.body["error"] == "batch_too_large"
+    assert await collector.value("SELECT count(*) FROM transactions") == 0
+
+
+async def test_error_answers_share_one_shape(collector: RunningCollector) -> None:
+    missing = await collector.get("/v1/nothing-here")
+    assert (missing.status, missing.body["error"]) == (404, "not_found")
+    wrong_method = await collector.get("/v1/ingest")
+    assert (wrong_method.status, wrong_method.body["error"]) == (405, "method_not_allowed")
+    assert HEADER_SERVER_TIME in wrong_method.headers
