@@ -39,7 +39,7 @@ def parse_bound(text: str, zone: ZoneInfo) -> datetime:
         try:
             return start_of_day(date.fromisoformat(text), zone)
         except ValueError:
-            raise ValueError(f"{text!r} is not a calendar date") from None
+            raise ValueError(f"{text!r} is not a calendar date (YYYY-MM-DD, such as 2026-03-08)") from None
     repaired = _LOST_PLUS.sub(r"\1+\2", text)
     try:
         moment = datetime.fromisoformat(repaired)
