@@ -31,5 +31,6 @@ async def test_time_tables_are_hypertables_and_need_no_partitions(collector: Run
 
 async def test_local_days_across_dst_are_the_same_on_hypertables(collector: RunningCollector) -> None:
     site, key = await site_with_data(collector, "America/New_York", [(date(2026, 3, 7), date(2026, 3, 9))])
-    answer = await collector.get(f"/v1/sites/{site}/footfall", key=key, params={"from": "2026-03-07", "to": "2026-03-10"})
+    params = {"from": "2026-03-07", "to": "2026-03-10"}
+    answer = await collector.get(f"/v1/sites/{site}/footfall", key=key, params=params)
     assert [b["entries"] for b in answer.body["buckets"]] == [96, 92, 96]
