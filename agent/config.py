@@ -149,7 +149,8 @@ class SourceConfig:
     adapter: str = field(metadata=meta("name", "the profile in firmware-adapters/ (or adapter_dirs) that decodes it"))
     timezone: str = field(default="", metadata=meta("zone", "this device's zone when it differs from [agent].timezone"))
     enabled: bool = field(default=True, metadata=meta("bool", "false keeps the entry but does not start it"))
-    options: Any = field(default=None, metadata={"kind": "options", "doc": "the transport's own keys, checked by TRANSPORT_OPTIONS"})
+    # The transport's own keys, read with its TRANSPORT_OPTIONS dataclass.
+    options: Any = field(default=None, metadata={"kind": "options", "doc": "the transport's options"})
 
 
 @dataclass(frozen=True, slots=True)

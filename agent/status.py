@@ -90,9 +90,7 @@ def render(status: dict[str, Any], now: float | None = None) -> str:
                 f"buffer: {buffer['dropped_records']} records DROPPED because the buffer was full (see gap events)"
             )
         if buffer["rejected"]:
-            lines.append(
-                f"buffer: {buffer['rejected']} records refused by the collector as malformed (kept, not sent)"
-            )
+            lines.append(f"buffer: {buffer['rejected']} records refused by the collector as malformed (kept, not sent)")
         last = buffer["last_ack_ms"]
         lines.append("last successful upload: " + (_ago(last, now) if last else "never"))
     upload = status.get("upload")

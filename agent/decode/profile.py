@@ -136,10 +136,9 @@ def load_profiles(
                     Problem(f"{exc.where}: {p.key}" if p.key else exc.where, p.message) for p in exc.problems
                 )
                 continue
-            if profile.name in profiles:
-                event(
-                    log, "profile_overridden", profile=profile.name, by=profile.source, was=profiles[profile.name].source
-                )
+            replaced = profiles.get(profile.name)
+            if replaced is not None:
+                event(log, "profile_overridden", profile=profile.name, by=profile.source, was=replaced.source)
             profiles[profile.name] = profile
     if problems:
         raise ProfileError("adapter profiles", problems)

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-
 from footfall.agent.buffer import Buffer
+
 from tests.agent.peer import PeerCollector
 
 
@@ -29,9 +29,9 @@ async def peer() -> AsyncIterator[PeerCollector]:
     await collector.stop()
 
 
-async def eventually(check: Callable[[], bool | Awaitable[bool]], *, timeout: float = 10.0, what: str = "") -> None:
-    """Poll `check` until it is true; fail after `timeout` seconds (never a fixed sleep)."""
-    deadline = time.monotonic() + timeout
+async def eventually(check: Callable[[], bool | Awaitable[bool]], *, within: float = 10.0, what: str = "") -> None:
+    """Poll `check` until it is true; fail after `within` seconds (never a fixed sleep)."""
+    deadline = time.monotonic() + within
     while True:
         result = check()
         if not isinstance(result, bool):
@@ -39,7 +39,7 @@ async def eventually(check: Callable[[], bool | Awaitable[bool]], *, timeout: fl
         if result:
             return
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what or check}")
+            pytest.fail(f"timed out after {within}s waiting for {what or check}")
         await asyncio.sleep(0.01)
 
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-
 from footfall.protocol import signing
 from footfall.protocol.envelope import Batch, decode_body
 from footfall.protocol.errors import AuthError, ProtocolError
@@ -142,5 +141,9 @@ class PeerCollector:
         self.high_water[batch.agent] = max(mark, batch.seq_last)
         return self._answer(
             200,
-            {"accepted": len(fresh), "duplicates": len(batch.records) - len(fresh), "acked_seq": self.high_water[batch.agent]},
+            {
+                "accepted": len(fresh),
+                "duplicates": len(batch.records) - len(fresh),
+                "acked_seq": self.high_water[batch.agent],
+            },
         )

@@ -8,7 +8,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
 from footfall.agent.buffer import Buffer, BufferError, Txn, read_stats
 from footfall.protocol.envelope import unpack_record
 from footfall.protocol.records import Count, Record, SensorEvent

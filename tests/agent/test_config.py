@@ -8,7 +8,6 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 import pytest
-
 from footfall.agent.config import (
     SECTIONS,
     TRANSPORT_OPTIONS,
@@ -22,7 +21,13 @@ from footfall.agent.config import (
 from footfall.agent.decode.profile import load_profiles
 
 CONFIG_MD = Path(__file__).resolve().parents[2] / "agent" / "CONFIG.md"
-SOURCE = '[[sources]]\nname = "entrance"\ntransport = "http_push"\nadapter = "generic-json-counter"\npath = "/push/entrance"\n'
+SOURCE = """
+[[sources]]
+name = "entrance"
+transport = "http_push"
+adapter = "generic-json-counter"
+path = "/push/entrance"
+"""
 
 
 def _problems(text: str, tmp_path: Path) -> list[str]:
@@ -51,7 +56,9 @@ def test_a_source_and_relative_paths(tmp_path: Path) -> None:
     assert config.agent.state_dir == tmp_path / "state"
     assert config.agent.adapter_dirs == (tmp_path / "mine",)
     (source,) = config.sources
-    assert source == SourceConfig("entrance", "http_push", "generic-json-counter", options=HttpPushOptions("/push/entrance"))
+    assert source == SourceConfig(
+        "entrance", "http_push", "generic-json-counter", options=HttpPushOptions("/push/entrance")
+    )
 
 
 def test_every_problem_is_reported_at_once_naming_its_key(tmp_path: Path) -> None:
@@ -100,7 +107,8 @@ path = "/push/entrance"
         "upload.max_records: must be at least 1",
         "upload.max_age:",
         "http_push.listen: must be host:port",
-        "collectr: unknown key; allowed here: agent, collector, buffer, upload, http_push, sources (did you mean 'collector'?)",
+        "collectr: unknown key; allowed here: agent, collector, buffer, upload, http_push, sources",
+        "(did you mean 'collector'?)",
         "sources[1].path: must be a URL path starting with /",
         "sources[2].transport: unknown transport 'carrier-pigeon' (source 'door'); allowed: http_push",
         "sources[3].name: required",
@@ -114,12 +122,18 @@ path = "/push/entrance"
 def test_duplicate_names_and_paths(tmp_path: Path) -> None:
     problems = _problems(SOURCE + SOURCE, tmp_path)
     assert any(p.startswith("sources[1].name: 'entrance' is already the name of sources[0]") for p in problems)
-    assert any(p.startswith("sources[1].path: '/push/entrance' (source 'entrance') is already used by sources[0]") for p in problems)
+    assert any(
+        p.startswith("sources[1].path: '/push/entrance' (source 'entrance') is already used by sources[0]")
+        for p in problems
+    )
 
 
 def test_a_typo_in_a_transport_key_is_named(tmp_path: Path) -> None:
     problems = _problems(SOURCE.replace("path =", "pth ="), tmp_path)
-    assert any("sources[0].pth: unknown key (source 'entrance'); allowed here: path, token (did you mean 'path'?)" in p for p in problems)
+    assert any(
+        "sources[0].pth: unknown key (source 'entrance'); allowed here: path, token (did you mean 'path'?)" in p
+        for p in problems
+    )
     assert any("sources[0].path: required (source 'entrance')" in p for p in problems)
 
 

@@ -1,4 +1,4 @@
-"""Counter arithmetic (agent/decode/counters.py) on a real buffer: resends never count twice, deltas never go negative."""
+"""Counter arithmetic (agent/decode/counters.py) on a real buffer: resends never count twice, no delta is negative."""
 
 from __future__ import annotations
 
@@ -8,13 +8,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from footfall.agent.buffer import Buffer, Txn
 from footfall.agent.decode.counters import CounterPolicy, Step, TakeResult, advance, take
 from footfall.agent.decode.readings import CumulativeCount, Reading
 from footfall.protocol.records import Count, Record, SensorEvent, Transaction
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -88,7 +87,8 @@ def test_a_void_under_the_sales_id_is_not_a_resend() -> None:
 )
 def test_interval_counts_with_resends_sum_to_the_truth(periods: list[tuple[int, int]], data: st.DataObject) -> None:
     readings = [
-        Count("door", "main", i * 60_000, (i + 1) * 60_000, entries, exits) for i, (entries, exits) in enumerate(periods)
+        Count("door", "main", i * 60_000, (i + 1) * 60_000, entries, exits)
+        for i, (entries, exits) in enumerate(periods)
     ]
     deliveries = [r for r in readings for _ in range(data.draw(st.integers(1, 3), label="times sent"))]
     order = data.draw(st.permutations(deliveries), label="arrival order")

@@ -11,7 +11,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-
 from footfall.agent.buffer import Buffer
 from footfall.agent.config import HttpPushOptions, HttpPushSection, SourceConfig
 from footfall.agent.decode.extract import JsonExtractor
@@ -103,7 +102,9 @@ async def test_a_resend_is_answered_200_and_dropped(agent: Agent) -> None:
 async def test_a_malformed_body_gets_400_with_the_reason_and_changes_nothing(agent: Agent) -> None:
     await post(agent.url("/push/door"), PERIOD)
     before = snapshot(agent.buffer.path)
-    good_and_bad = {"counts": [{**PERIOD, "start": "2026-03-08T10:05:00Z", "end": "2026-03-08T10:06:00Z"}, {**PERIOD, "in": -4}]}
+    good_and_bad = {
+        "counts": [{**PERIOD, "start": "2026-03-08T10:05:00Z", "end": "2026-03-08T10:06:00Z"}, {**PERIOD, "in": -4}]
+    }
     status, body = await post(agent.url("/push/door"), good_and_bad)
     assert status == 400
     assert body["error"] == "malformed"

@@ -7,7 +7,6 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-
 from footfall.agent.buffer import Buffer
 from footfall.agent.config import AgentConfig, HttpPushOptions, SourceConfig
 from footfall.agent.decode.extract import DecodeContext, DecodeError, JsonExtractor, default_extractors, extract
@@ -96,7 +95,12 @@ def test_registries_map_each_name_to_its_class(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("path", "steps"),
-    [("$", ()), ("counts", ("counts",)), ("$.a.b[2]", ("a", "b", 2)), ('["sensor-time"].time', ("sensor-time", "time"))],
+    [
+        ("$", ()),
+        ("counts", ("counts",)),
+        ("$.a.b[2]", ("a", "b", 2)),
+        ('["sensor-time"].time', ("sensor-time", "time")),
+    ],
 )
 def test_json_paths(path: str, steps: tuple[object, ...]) -> None:
     assert JsonExtractor().compile_path(path) == steps
@@ -153,7 +157,9 @@ def test_local_times_without_offset_in_the_site_zone(tmp_path: Path) -> None:
         Transaction("till", "8", 1792888200000, "refund", 300, "EUR"),
     ]
     with pytest.raises(DecodeError, match=r"\[0\].total: must be >= 0 with at most 2 decimals"):
-        extract(profile, profile_items, b'[{"id": 9, "at": "2026-03-08T10:00:00", "total": "1.005", "type": "sale"}]', ctx)
+        extract(
+            profile, profile_items, b'[{"id": 9, "at": "2026-03-08T10:00:00", "total": "1.005", "type": "sale"}]', ctx
+        )
     with pytest.raises(DecodeError, match=r"\[0\].type: 'layby' is not one of"):
         extract(profile, profile_items, b'[{"id": 9, "at": "2026-03-08T10:00:00", "total": 1, "type": "layby"}]', ctx)
 

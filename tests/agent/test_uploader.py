@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from footfall.agent.buffer import Buffer
 from footfall.agent.config import UploadSection
 from footfall.agent.identity import Identity, enroll, load_identity, load_key, save_identity, write_key
 from footfall.agent.uploader import Uploader, _retry_after
 from footfall.protocol import signing
 from footfall.protocol.records import Count, Record
+
 from tests.agent.conftest import eventually
 from tests.agent.peer import Answer, PeerCollector
 
@@ -99,7 +99,12 @@ async def test_batches_by_count_and_acks_everything_once(rig: Rig) -> None:
     async with running(rig.uploader()) as uploader:
         await eventually(lambda: drained(rig.buffer), what="the buffer to drain")
     assert accepted_seqs(rig.peer) == list(range(1, 31))
-    assert [s.seqs for s in rig.peer.seen] == [list(range(1, 9)), list(range(9, 17)), list(range(17, 25)), list(range(25, 31))]
+    assert [s.seqs for s in rig.peer.seen] == [
+        list(range(1, 9)),
+        list(range(9, 17)),
+        list(range(17, 25)),
+        list(range(25, 31)),
+    ]
     assert _content(rig.peer.accepted) == _content(written)
     assert rig.violations == []
     stats = await rig.buffer.stats()
@@ -145,7 +150,9 @@ async def test_a_revoked_agent_keeps_its_data_says_reenroll_and_resumes_after_en
     rig.peer.revoked = {"agt_rig"}
     await rig.buffer.append([count(i) for i in range(4)])
     async with running(rig.uploader()) as uploader:
-        await eventually(lambda: uploader.status.state == "re-enroll" and uploader.status.retries >= 2, what="re-enroll")
+        await eventually(
+            lambda: uploader.status.state == "re-enroll" and uploader.status.retries >= 2, what="re-enroll"
+        )
         assert (await rig.buffer.stats()).depth == 4
         assert "re-enroll" in uploader.status.last_error
         identity = await enroll(rig.state_dir, rig.peer.url, "ffe_test", force=True)
@@ -160,7 +167,7 @@ async def test_a_full_batch_wakes_the_uploader_at_once(rig: Rig) -> None:
     patient = UploadSection(max_records=10, max_bytes=1 << 20, max_age=3600, backoff_initial=0.01, backoff_max=0.05)
     async with running(rig.uploader(patient)):
         await rig.buffer.append([count(i) for i in range(10)])
-        await eventually(lambda: drained(rig.buffer), timeout=5, what="a full batch to go without waiting max_age")
+        await eventually(lambda: drained(rig.buffer), within=5, what="a full batch to go without waiting max_age")
     assert accepted_seqs(rig.peer) == list(range(1, 11))
 
 
