@@ -212,3 +212,18 @@ async def test_a_closed_buffer_refuses_writes(tmp_path: Path) -> None:
     await buffer.close()
     with pytest.raises(BufferError, match="not open"):
         await buffer.append([count(1)])
+
+
+async def test_dedupe_keys_are_bounded_in_time_and_number(buffer: Buffer, monkeypatch: pytest.MonkeyPatch) -> None:
+    def remember(txn: Txn) -> list[bool]:
+        return [txn.first_seen("period door", str(i), keep_ms=1000 * (i + 1)) for i in range(5)]
+
+    assert await buffer.write(remember) == [True] * 5
+    assert await buffer.write(remember) == [False] * 5, "within their window the keys are remembered"
+    now_ms = (await buffer.write(lambda txn: txn.now_ms)) + 2500
+    await buffer._submit(lambda conn: buffer._prune_seen(conn, now_ms), write=False)
+    assert await buffer.write(remember) == [True, True, False, False, False], "expired keys are forgotten"
+    monkeypatch.setattr("footfall.agent.buffer.SEEN_KEYS_MAX", 2)
+    await buffer._submit(lambda conn: buffer._prune_seen(conn, 0), write=False)
+    left = await buffer._submit(lambda conn: conn.execute("SELECT key FROM seen ORDER BY key").fetchall(), write=False)
+    assert [k for (k,) in left] == ["3", "4"], "over the cap, the keys closest to expiry go first"
