@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -59,8 +60,8 @@ def sign_request(
     return SignedHeaders(agent, timestamp, base64.b64encode(signature).decode())
 
 
-def read_headers(headers: dict[str, str] | object) -> SignedHeaders:
-    """Parse the signing headers from any case-insensitive mapping; raises MissingAuth."""
+def read_headers(headers: Mapping[str, str]) -> SignedHeaders:
+    """Parse the signing headers from any (case-insensitive) mapping; raises MissingAuth."""
     get = headers.get
     agent, ts, sig = get(HEADER_AGENT), get(HEADER_TIMESTAMP), get(HEADER_SIGNATURE)
     if not agent or not ts or not sig:

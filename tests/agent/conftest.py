@@ -41,26 +41,3 @@ async def eventually(check: Callable[[], bool | Awaitable[bool]], *, within: flo
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {within}s waiting for {what or check}")
         await asyncio.sleep(0.01)
-
-
-@pytest.fixture
-async def no_task_leaks() -> AsyncIterator[None]:
-    """The suite's task-leak check, overridden here to exclude the task that runs the teardown itself.
-
-    With pytest-asyncio 1.x an async fixture's teardown runs in a task of its own, which the
-    suite-wide version (tests/fixtures/leaks.py) counts as a leak; reported to its owner.
-    Tasks that existed before the test (other fixtures') are not this test's leaks either.
-    """
-    before = set(asyncio.all_tasks())
-    yield
-    deadline = time.monotonic() + 2
-    while True:
-        me = asyncio.current_task()
-        pending = [t for t in asyncio.all_tasks() if t is not me and t not in before and not t.done()]
-        if not pending or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.02)
-    for task in pending:
-        task.cancel()
-    if pending:
-        pytest.fail(f"asyncio tasks left running: {sorted(t.get_name() + ' ' + repr(t.get_coro()) for t in pending)}")
