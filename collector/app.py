@@ -68,13 +68,15 @@ def _lifetime(dsn: str, settings: CollectorSettings) -> Any:
         store = Store()
         ingest = Ingest(pool, store, window_s=settings.timestamp_window, max_body=settings.max_body)
         app[STATE] = CollectorState(settings, pool, store, ingest)
-        maintenance = asyncio.create_task(_make_partitions(pool, store), name="collector-partitions")
+        stop = asyncio.Event()
+        maintenance = asyncio.create_task(_make_partitions(pool, store, stop), name="collector-partitions")
         try:
             yield
         finally:
-            maintenance.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await maintenance
+            # Asked to stop rather than cancelled: a task cancelled while it waits for a pool
+            # connection or a query can leave the pool unable to close.
+            stop.set()
+            await maintenance
             await pool.close()
 
     return lifetime
@@ -84,9 +86,9 @@ async def _ingest(request: web.Request) -> web.StreamResponse:
     return await request.app[STATE].ingest.handle(request)
 
 
-async def _make_partitions(pool: AsyncConnectionPool[Any], store: Store) -> None:
-    """Create this month's and the next months' partitions now and every hour, for the life of the app."""
-    while True:
+async def _make_partitions(pool: AsyncConnectionPool[Any], store: Store, stop: asyncio.Event) -> None:
+    """Create this month's and the next months' partitions now and every hour, until `stop` is set."""
+    while not stop.is_set():
         try:
             async with pool.connection() as conn:
                 await store.ensure_ahead(conn, datetime.now(UTC))
@@ -94,7 +96,8 @@ async def _make_partitions(pool: AsyncConnectionPool[Any], store: Store) -> None
         except (psycopg.OperationalError, PoolTimeout) as exc:
             event(log, "partitions_ahead_failed", logging.WARNING, error=str(exc).strip(), retry_in_s=PARTITION_RETRY_S)
             delay = PARTITION_RETRY_S
-        await asyncio.sleep(delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
 
 
 async def health_handler(request: web.Request) -> web.Response:
