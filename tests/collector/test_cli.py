@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 
 import typer
@@ -86,3 +88,14 @@ def test_fleet_agents_list(pg_dsn: str, collector_process: Callable[..., Collect
     collector.stop()
     code, _, err = run(fleet_cli, "agents", "list", "--collector", collector.url, "--key", admin_key)
     assert code == 1 and "cannot reach the collector" in err
+
+
+def test_the_cli_modules_import_without_the_database_stack() -> None:
+    # `footfall agent ...` runs on gateways without psycopg; footfall/cli.py imports these two modules.
+    code = (
+        "import sys\n"
+        "sys.modules['psycopg'] = sys.modules['psycopg_pool'] = None\n"
+        "import footfall.collector.cli, footfall.collector.fleet_cli\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
