@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,7 +51,7 @@ def make_app(dsn: str, settings: CollectorSettings | None = None) -> web.Applica
     return app
 
 
-def _lifetime(dsn: str, settings: CollectorSettings) -> Any:
+def _lifetime(dsn: str, settings: CollectorSettings) -> Callable[[web.Application], AsyncIterator[None]]:
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             dsn,

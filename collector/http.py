@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 from footfall.protocol.errors import ProtocolError
 from footfall.protocol.signing import HEADER_SERVER_TIME
 from psycopg_pool import PoolClosed, PoolTimeout
@@ -35,7 +35,7 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return web.json_response({"error": code, "message": message}, status=status, headers=headers)
 
 
-def error_middleware(retry_after: float) -> Any:
+def error_middleware(retry_after: float) -> Middleware:
     """The middleware turning every failure into an error answer; `retry_after` is sent with 503s."""
 
     @web.middleware
