@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -78,7 +79,7 @@ class SimulatedStore:
             await (self._post_count(session, path) if path in self.shape.doors else self._post_sale(session, path))
             next_at += interval
 
-    async def _post(self, session: aiohttp.ClientSession, path: str, body: dict[str, object]) -> bool:
+    async def _post(self, session: aiohttp.ClientSession, path: str, body: Mapping[str, object]) -> bool:
         async with session.post(self.agent_url + path, json=body) as resp:
             await resp.read()
             if resp.status // 100 == 2:

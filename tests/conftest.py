@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.leaks",
     "tests.fixtures.pg",
     "tests.fixtures.collector",
+    "tests.fixtures.agent",
 ]
