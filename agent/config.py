@@ -135,9 +135,116 @@ class HttpPushOptions:
     token: str = field(default="", metadata=meta("str", "if set, the device must send `Authorization: Bearer <token>`"))
 
 
-TransportOptions = HttpPushOptions
+Parity = Literal["none", "even", "odd", "mark", "space"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceOptions:
+    """Keys every pulling transport (serial, modbus, mqtt, http_poll, csv_dir) shares."""
+
+    adapter_options: Mapping[str, Any] = field(
+        default_factory=dict,
+        metadata=meta("table", "overrides of the profile's format section for this device (register map, template)"),
+    )
+    reconnect_min: float = field(default=1.0, metadata=meta("duration", "first reconnect delay", positive=True))
+    reconnect_max: float = field(default=60.0, metadata=meta("duration", "longest reconnect delay", positive=True))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SerialOptions(DeviceOptions):
+    """Options of a source with `transport = "serial"`: a device on a serial port, framed by its profile."""
+
+    port: str = field(metadata=meta("str", "the port, e.g. /dev/serial/by-id/usb-FTDI_...-port0 or /dev/ttyUSB0"))
+    baud: int = field(default=9600, metadata=meta("int", "bits per second", min=50, max=4_000_000))
+    parity: Parity = field(default="none", metadata=meta("choice", "none, even, odd, mark or space"))
+    stop_bits: int = field(default=1, metadata=meta("int", "1 or 2", min=1, max=2))
+    byte_size: int = field(default=8, metadata=meta("int", "data bits, 5 to 8", min=5, max=8))
+    request: str = field(default="", metadata=meta("str", "bytes sent every request_interval to ask for data"))
+    request_interval: float = field(default=10.0, metadata=meta("duration", "how often request is sent", positive=True))
+    quiet_after: float = field(
+        default=0.0,
+        metadata=meta("duration", "report the device as degraded after this long without a frame; 0 = never"),
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModbusSourceOptions(DeviceOptions):
+    """Options of a source with `transport = "modbus"`: one unit on a Modbus TCP or RTU bus."""
+
+    mode: Literal["tcp", "rtu"] = field(default="tcp", metadata=meta("choice", "tcp or rtu"))
+    host: str = field(default="", metadata=meta("str", "tcp: the device's or gateway's address"))
+    port: int = field(default=502, metadata=meta("int", "tcp: the port", min=1, max=65535))
+    serial_port: str = field(default="", metadata=meta("str", "rtu: the serial port of the bus"))
+    baud: int = field(default=9600, metadata=meta("int", "rtu: bits per second", min=50, max=4_000_000))
+    parity: Parity = field(default="none", metadata=meta("choice", "rtu: none, even, odd, mark or space"))
+    stop_bits: int = field(default=1, metadata=meta("int", "rtu: 1 or 2", min=1, max=2))
+    byte_size: int = field(default=8, metadata=meta("int", "rtu: data bits", min=5, max=8))
+    unit: int = field(default=1, metadata=meta("int", "the unit (slave) id, 0-247", min=0, max=247))
+    interval: float = field(default=10.0, metadata=meta("duration", "how often the registers are read", positive=True))
+    timeout: float = field(default=1.0, metadata=meta("duration", "time limit of one request", positive=True))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MqttOptions(DeviceOptions):
+    """Options of a source with `transport = "mqtt"`: a subscription on an MQTT broker."""
+
+    host: str = field(metadata=meta("str", "the broker's address"))
+    port: int = field(default=1883, metadata=meta("int", "the broker's port (8883 for TLS)", min=1, max=65535))
+    topics: tuple[str, ...] = field(metadata=meta("strs", 'topic filters, e.g. ["vs133/+/data"]'))
+    qos: int = field(default=1, metadata=meta("int", "0 or 1", min=0, max=1))
+    client_id: str = field(default="", metadata=meta("str", "'' = footfall-<host name>-<source name>"))
+    clean_session: bool = field(
+        default=False, metadata=meta("bool", "false keeps unacknowledged messages at the broker")
+    )
+    username: str = field(default="", metadata=meta("str", "broker user"))
+    password: str = field(default="", metadata=meta("str", "broker password"))
+    tls: bool = field(default=False, metadata=meta("bool", "connect with TLS"))
+    ca_file: str = field(default="", metadata=meta("str", "tls: CA bundle; '' = the system's"))
+    cert_file: str = field(default="", metadata=meta("str", "tls: client certificate"))
+    key_file: str = field(default="", metadata=meta("str", "tls: client key"))
+    keepalive: float = field(default=30.0, metadata=meta("duration", "MQTT keepalive", positive=True))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpPollOptions(DeviceOptions):
+    """Options of a source with `transport = "http_poll"`: the agent GETs a URL on an interval."""
+
+    url: str = field(metadata=meta("url", "what to GET, e.g. http://10.0.0.5/api/counts"))
+    interval: float = field(default=60.0, metadata=meta("duration", "time between polls", positive=True))
+    timeout: float = field(default=10.0, metadata=meta("duration", "time limit of one request", positive=True))
+    headers: Mapping[str, Any] = field(default_factory=dict, metadata=meta("table", "extra request headers"))
+    token: str = field(default="", metadata=meta("str", "sent as Authorization: Bearer <token>"))
+    username: str = field(default="", metadata=meta("str", "HTTP basic auth user"))
+    password: str = field(default="", metadata=meta("str", "HTTP basic auth password"))
+    conditional: bool = field(default=True, metadata=meta("bool", "send If-None-Match / If-Modified-Since"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CsvDirOptions(DeviceOptions):
+    """Options of a source with `transport = "csv_dir"`: files a legacy system drops into a folder."""
+
+    path: Path = field(metadata=meta("path", "the folder to watch"))
+    pattern: str = field(default="*.csv", metadata=meta("str", "which files to take (glob)"))
+    settle: float = field(default=5.0, metadata=meta("duration", "a file is read once unchanged for this long"))
+    scan_interval: float = field(
+        default=2.0, metadata=meta("duration", "how often the folder is listed", positive=True)
+    )
+    done_dir: str = field(default="done", metadata=meta("str", "taken files are moved here (under path)"))
+    failed_dir: str = field(default="failed", metadata=meta("str", "refused files are moved here (under path)"))
+
+
+TransportOptions = HttpPushOptions | SerialOptions | ModbusSourceOptions | MqttOptions | HttpPollOptions | CsvDirOptions
 # Transport name -> its options dataclass. Read-only: a new transport is one more entry.
-TRANSPORT_OPTIONS: Mapping[str, type[Any]] = MappingProxyType({"http_push": HttpPushOptions})
+TRANSPORT_OPTIONS: Mapping[str, type[Any]] = MappingProxyType(
+    {
+        "http_push": HttpPushOptions,
+        "serial": SerialOptions,
+        "modbus": ModbusSourceOptions,
+        "mqtt": MqttOptions,
+        "http_poll": HttpPollOptions,
+        "csv_dir": CsvDirOptions,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +370,7 @@ def _sources(reader: TableReader, raw: Any) -> list[SourceConfig | None]:
     out: list[SourceConfig | None] = []
     names: dict[str, int] = {}
     routes: dict[str, int] = {}
+    ports: dict[str, tuple[int, str]] = {}
     for index, table in enumerate(raw):
         where = f"sources[{index}]"
         if not isinstance(table, dict):
@@ -299,6 +407,22 @@ def _sources(reader: TableReader, raw: Any) -> list[SourceConfig | None]:
                     f"{where}.path", f"{options.path!r}{label} is already used by sources[{routes[options.path]}]"
                 )
             routes.setdefault(options.path, index)
+        port = options.port if isinstance(options, SerialOptions) else ""
+        if isinstance(options, ModbusSourceOptions):
+            port = options.serial_port if options.mode == "rtu" else ""
+            if options.mode == "rtu" and not port:
+                reader.add(f"{where}.serial_port", f"required{label} with mode = 'rtu'")
+            if options.mode == "tcp" and not options.host:
+                reader.add(f"{where}.host", f"required{label} with mode = 'tcp'")
+        if port:
+            other = ports.get(port)
+            if other is not None and (source.transport == "serial" or other[1] == "serial"):
+                reader.add(
+                    f"{where}.{'port' if source.transport == 'serial' else 'serial_port'}",
+                    f"{port!r}{label} is already used by sources[{other[0]}]; one serial port serves one "
+                    "serial device (or one Modbus RTU bus shared by modbus sources)",
+                )
+            ports.setdefault(port, (index, source.transport))
         out.append(_replace_options(source, options))
     return out
 
@@ -339,7 +463,7 @@ class TableReader:
                 continue
             key = f"{where}.{f.name}"
             if f.name not in table:
-                if f.default is MISSING:
+                if f.default is MISSING and f.default_factory is MISSING:
                     self.add(key, f"required{label}: {f.metadata['doc']}")
                     ok = False
                 continue
@@ -463,7 +587,21 @@ def _route(r: TableReader, value: Any, rules: Mapping[str, Any], hint: Any) -> s
     return text
 
 
+def _table_value(_: TableReader, value: Any, __: Mapping[str, Any], ___: Any) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"must be a table such as {{ key = value }}, got {_tname(value)}")
+    return MappingProxyType(dict(value))
+
+
+def _strs(_: TableReader, value: Any, __: Mapping[str, Any], ___: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f'must be a non-empty list of strings such as ["a/+/b"], got {value!r}')
+    return tuple(value)
+
+
 _CONVERTERS: dict[str, Callable[[TableReader, Any, Mapping[str, Any], Any], Any]] = {
+    "table": _table_value,
+    "strs": _strs,
     "str": _str,
     "name": _name,
     "int": _int,

@@ -106,10 +106,16 @@ class FieldSpec:
 
 @dataclass(frozen=True, slots=True)
 class DecodeContext:
-    """What extraction needs beyond the profile: the source's name and its time zone."""
+    """What extraction needs beyond the profile: the source's name, its time zone, the frame's arrival."""
 
     source: str
     zone: ZoneInfo | None = None
+    received_ms: int = 0
+
+
+# Field paths that name the frame, not its content: `@received` is when the agent received it,
+# the reading's time for devices that send no clock (serial counters, Modbus registers).
+FRAME_PATHS = frozenset({"@received"})
 
 
 class Extractor(Protocol):
@@ -226,7 +232,16 @@ class JsonExtractor:
 
 def default_extractors() -> dict[str, Extractor]:
     """A fresh registry of the format extractors this agent knows (the pipeline owns its copy)."""
-    return {"json": JsonExtractor()}
+    from footfall.agent.decode.formats import binary, csv, escpos, milesight, modbus
+
+    return {
+        "json": JsonExtractor(),
+        "binary": binary.BinaryExtractor(),
+        "escpos": escpos.EscposExtractor(),
+        "modbus": modbus.ModbusExtractor(),
+        "csv": csv.CsvExtractor(),
+        "milesight": milesight.MilesightExtractor(),
+    }
 
 
 def extract(profile: Profile, extractor: Extractor, payload: bytes, ctx: DecodeContext) -> list[Reading]:
@@ -261,6 +276,10 @@ def _field_value(
         return ctx.source if builtin is SOURCE_NAME else builtin
     if spec.value is not ABSENT:
         return spec.value
+    if spec.path == "@received":
+        if not ctx.received_ms:
+            raise DecodeError(f"{name}: the frame has no arrival time (@received)")
+        return ctx.received_ms
     raw = extractor.get(item, spec.compiled)
     label = ".".join(p for p in (where, spec.path) if p)
     if raw is ABSENT or raw is None:

@@ -28,6 +28,7 @@ from typing import Any, Literal
 from footfall.agent.config import ConfigError, Problem, TableReader, meta
 from footfall.agent.decode.extract import (
     FIELD_KINDS,
+    FRAME_PATHS,
     READING_FIELDS,
     REQUIRED,
     Extractor,
@@ -35,6 +36,7 @@ from footfall.agent.decode.extract import (
     convert_constant,
     default_extractors,
 )
+from footfall.agent.sources.framing import Framing, parse_framing
 
 from footfall.logs import event
 
@@ -101,6 +103,10 @@ class Profile:
     dedupe: DedupeSection
     options: Any
     fields: Mapping[str, FieldSpec]
+    # The format section as written, so a source can override some of its keys (`adapter_options`).
+    raw_options: Mapping[str, Any] = field(default_factory=dict)
+    # `[framing]`: how a byte stream (serial) is cut into frames; None for message transports.
+    framing: Framing | None = None
 
     @property
     def shape(self) -> str:
@@ -162,7 +168,7 @@ def parse_profile(
 ) -> Profile:
     """Build a Profile from parsed TOML; raises ProfileError listing every problem."""
     reader = TableReader(Path("."))
-    known_sections = ["profile", "time", "dedupe", "fields", *extractors]
+    known_sections = ["profile", "time", "dedupe", "fields", "framing", *extractors]
     for key in data:
         if key not in known_sections:
             reader.unknown(key, "", known_sections)
@@ -187,6 +193,7 @@ def parse_profile(
     if extractor is not None and head is not None:
         options = extractor.parse_options(_table(reader, data, head.format), head.format, reader.add)
     fields = _fields(reader, _table(reader, data, "fields"), head, extractor) if head is not None else {}
+    framing = parse_framing(_table(reader, data, "framing"), "framing", reader.add) if "framing" in data else None
     if reader.problems or head is None or time is None or dedupe is None:
         raise ProfileError(where, reader.problems)
     return Profile(
@@ -201,6 +208,8 @@ def parse_profile(
         dedupe=dedupe,
         options=options,
         fields=MappingProxyType(fields),
+        raw_options=MappingProxyType(dict(_table(reader, data, head.format))),
+        framing=framing,
     )
 
 
@@ -272,7 +281,7 @@ def _field(
         if extractor is None:
             return None
         try:
-            compiled = extractor.compile_path(path)
+            compiled = path if path in FRAME_PATHS else extractor.compile_path(path)
         except ValueError as exc:
             reader.add(f"{key}.path", str(exc))
             return None

@@ -49,6 +49,10 @@ class SourceHealth:
     accepted: int = 0
     dropped: int = 0
     errors: int = 0
+    # Bytes (serial) or messages (other transports) thrown away as not a frame of this device.
+    garbage: int = 0
+    reconnects: int = 0
+    connected: bool = False
 
     def took(self, now_ms: int, accepted: int, dropped: int) -> None:
         """A frame was decoded and committed."""
@@ -64,6 +68,27 @@ class SourceHealth:
         self.last_error_stage = stage
         self.last_error_ms = now_ms
         self.errors += 1
+
+    def up(self) -> None:
+        """The transport reached its device (port open, broker or server connected)."""
+        self.connected = True
+        if self.state == "down":
+            self.state = "ok"
+
+    def down(self, now_ms: int, message: str) -> None:
+        """The device cannot be reached: nothing can arrive until the transport reconnects."""
+        if self.connected:
+            self.reconnects += 1
+        self.connected = False
+        self.failed(now_ms, "receiving", message, down=True)
+
+    def threw_away(self, now_ms: int, amount: int, message: str) -> None:
+        """Garbage on the wire: counted, and the source is degraded until its next good frame."""
+        self.garbage += amount
+        self.state = "degraded" if self.state != "down" else "down"
+        self.last_error = message
+        self.last_error_stage = "receiving"
+        self.last_error_ms = now_ms
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready."""
