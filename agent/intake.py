@@ -21,6 +21,7 @@ from footfall.agent.decode.extract import DecodeContext, DecodeError, Extractor,
 from footfall.agent.decode.profile import Profile
 from footfall.agent.decode.readings import Reading
 from footfall.agent.sources.base import Frame, SourceHealth
+from footfall.agent.sources.supervise import RateLimitedLog
 
 from footfall.logs import event
 
@@ -87,6 +88,8 @@ class SourceIntake:
         self.policy = CounterPolicy(keep_ms=int(profile.dedupe.window * 1000), modulus=self.profile.modulus)
         self.health = SourceHealth(source.name, source.transport, source.adapter)
         self._clock = clock
+        # A device spewing garbage must not flood the log: one line per minute, with a count.
+        self._rejected_log = RateLimitedLog(log, every=60.0)
 
     def decode(self, frame: Frame) -> list[Reading]:
         """The frame's readings; DecodeError when it does not match the profile."""
@@ -106,10 +109,10 @@ class SourceIntake:
             readings = self.decode(frame)
         except DecodeError as exc:
             self.health.failed(now_ms, "decoding", str(exc))
-            event(
-                log,
+            self._rejected_log(
                 "frame_rejected",
                 logging.WARNING,
+                key=self.source.name,
                 source=self.source.name,
                 adapter=self.profile.name,
                 reason=str(exc),

@@ -33,7 +33,12 @@ from footfall.agent.decode.profile import Profile, load_profiles
 from footfall.agent.identity import Identity, identity_path, load_identity, load_key
 from footfall.agent.intake import SourceIntake
 from footfall.agent.sources.base import Source
+from footfall.agent.sources.csv_dir import CsvDirSource
+from footfall.agent.sources.http_poll import HttpPollSource
 from footfall.agent.sources.http_push import HttpPushServer
+from footfall.agent.sources.modbus import ModbusSource
+from footfall.agent.sources.mqtt import MqttSource
+from footfall.agent.sources.serial import SerialSource
 from footfall.agent.uploader import Uploader
 
 from footfall import __version__
@@ -56,7 +61,14 @@ class TransportFactory(Protocol):
 
 def default_transports() -> dict[str, TransportFactory]:
     """Transport name -> the class that runs it (its `from_config` builds one for all its sources)."""
-    return {"http_push": HttpPushServer}
+    return {
+        "http_push": HttpPushServer,
+        "serial": SerialSource,
+        "modbus": ModbusSource,
+        "mqtt": MqttSource,
+        "http_poll": HttpPollSource,
+        "csv_dir": CsvDirSource,
+    }
 
 
 class Pipeline:

@@ -92,6 +92,11 @@ async def keep_running(
             message = f"{what} closed the connection"
         except (SourceError, OSError) as exc:
             message = str(exc) or type(exc).__name__
+        # Reason: a bug in one device's session must not end its retries silently (nobody awaits
+        # this task until the agent stops); it is logged with its traceback and retried like an outage.
+        except Exception as exc:
+            message = f"internal error: {type(exc).__name__}: {exc}"
+            log.exception("source_failed source=%s", name)
         delay = backoff.next()
         for health in healths:
             health.down(now_ms(), message)

@@ -13,7 +13,12 @@ from footfall.agent.config import (
     TRANSPORT_OPTIONS,
     AgentConfig,
     ConfigError,
+    CsvDirOptions,
+    HttpPollOptions,
     HttpPushOptions,
+    ModbusSourceOptions,
+    MqttOptions,
+    SerialOptions,
     SourceConfig,
     load_config,
     parse_config,
@@ -110,7 +115,7 @@ path = "/push/entrance"
         "collectr: unknown key; allowed here: agent, collector, buffer, upload, http_push, sources",
         "(did you mean 'collector'?)",
         "sources[1].path: must be a URL path starting with /",
-        "sources[2].transport: unknown transport 'carrier-pigeon' (source 'door'); allowed: http_push",
+        "sources[2].transport: unknown transport 'carrier-pigeon' (source 'door'); allowed: http_push, serial, modbus",
         "sources[3].name: required",
         "sources[0].adapter: no adapter profile named 'generic-json-countr' (source 'entrance')",
     ]
@@ -155,7 +160,14 @@ def test_a_broken_profile_in_adapter_dirs_is_reported_with_the_config(tmp_path: 
 
 
 def test_transport_registry_maps_each_name_to_its_options_class() -> None:
-    assert dict(TRANSPORT_OPTIONS) == {"http_push": HttpPushOptions}
+    assert dict(TRANSPORT_OPTIONS) == {
+        "http_push": HttpPushOptions,
+        "serial": SerialOptions,
+        "modbus": ModbusSourceOptions,
+        "mqtt": MqttOptions,
+        "http_poll": HttpPollOptions,
+        "csv_dir": CsvDirOptions,
+    }
 
 
 def _documented() -> dict[str, dict[str, str]]:
@@ -187,7 +199,7 @@ def test_config_md_documents_every_key_with_its_true_default() -> None:
             if f.name not in tables[heading]:
                 continue
             written = tables[heading][f.name]
-            if f.default is MISSING:
+            if f.default is MISSING and f.default_factory is MISSING:
                 assert written == "required", f"{heading} {f.name} is required in the code"
             elif heading.startswith("[") and not heading.startswith("[["):
                 defaults.setdefault(heading.strip("[]"), {})[f.name] = tomllib.loads(f"v = {written}")["v"]

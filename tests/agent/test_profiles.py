@@ -8,13 +8,23 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from footfall.agent.buffer import Buffer
-from footfall.agent.config import AgentConfig, HttpPushOptions, SourceConfig
+from footfall.agent.config import TRANSPORT_OPTIONS, AgentConfig, HttpPushOptions, SourceConfig
 from footfall.agent.decode.extract import DecodeContext, DecodeError, JsonExtractor, default_extractors, extract
+from footfall.agent.decode.formats.binary import BinaryExtractor
+from footfall.agent.decode.formats.csv import CsvExtractor
+from footfall.agent.decode.formats.escpos import EscposExtractor
+from footfall.agent.decode.formats.milesight import MilesightExtractor
+from footfall.agent.decode.formats.modbus import ModbusExtractor
 from footfall.agent.decode.profile import ProfileError, load_profiles
 from footfall.agent.intake import SourceIntake
 from footfall.agent.pipeline import Pipeline
 from footfall.agent.sources.base import Frame
+from footfall.agent.sources.csv_dir import CsvDirSource
+from footfall.agent.sources.http_poll import HttpPollSource
 from footfall.agent.sources.http_push import HttpPushServer
+from footfall.agent.sources.modbus import ModbusSource
+from footfall.agent.sources.mqtt import MqttSource
+from footfall.agent.sources.serial import SerialSource
 from footfall.protocol.records import Count, SensorEvent, Transaction
 
 
@@ -86,11 +96,28 @@ def test_a_profile_in_adapter_dirs_replaces_a_shipped_one(tmp_path: Path) -> Non
 
 def test_registries_map_each_name_to_its_class(tmp_path: Path) -> None:
     extractors = default_extractors()
-    assert {name: type(e) for name, e in extractors.items()} == {"json": JsonExtractor}
+    formats = {
+        "json": JsonExtractor,
+        "binary": BinaryExtractor,
+        "escpos": EscposExtractor,
+        "modbus": ModbusExtractor,
+        "csv": CsvExtractor,
+        "milesight": MilesightExtractor,
+    }
+    assert {name: type(e) for name, e in extractors.items()} == formats
+    assert all(e.name == name for name, e in extractors.items())
     assert extractors is not default_extractors(), "a fresh dict each time: no shared global"
     pipeline = Pipeline(AgentConfig())
-    assert pipeline.transports == {"http_push": HttpPushServer}
-    assert {name: type(e) for name, e in pipeline.extractors.items()} == {"json": JsonExtractor}
+    assert pipeline.transports == {
+        "http_push": HttpPushServer,
+        "serial": SerialSource,
+        "modbus": ModbusSource,
+        "mqtt": MqttSource,
+        "http_poll": HttpPollSource,
+        "csv_dir": CsvDirSource,
+    }
+    assert set(pipeline.transports) == set(TRANSPORT_OPTIONS)
+    assert {name: type(e) for name, e in pipeline.extractors.items()} == formats
 
 
 @pytest.mark.parametrize(

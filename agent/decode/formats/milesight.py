@@ -73,7 +73,8 @@ class MilesightExtractor(NamedValues):
             where = f"{key}[{index}]"
             if not isinstance(entry, dict):
                 raise DecodeError(f"{where}: expected an object")
-            counts = entry.get("total") if isinstance(entry.get("total"), dict) else {}
+            total = entry.get("total")
+            counts: dict[str, Any] = total if isinstance(total, dict) else {}
             name = entry.get("line_name") or entry.get("line") or index + 1
             item: dict[str, Any] = {"line": name}
             if options.data == "periodic":

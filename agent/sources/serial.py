@@ -1,0 +1,290 @@
+"""Serial devices (RS-232/485, USB adapters): bytes from a port, cut into frames by the profile's `[framing]`.
+
+One task per port, each under `keep_running`: open the port (pyserial sets baud, parity, stop
+bits and byte size, and takes an exclusive lock so a second program cannot read half the
+bytes), then read it without blocking the event loop (the port's file descriptor is watched by
+the loop; no thread), feed the bytes to a `Framer`, and hand every frame to the intake. When
+the port vanishes (USB adapter unplugged: the read fails with EIO, or returns nothing), the
+partial frame left is garbage, the source is down, and the task reopens the port by its name
+with backoff until it is back (a `/dev/serial/by-id/...` name survives re-plugging; a
+`/dev/ttyUSB0` may come back under another number).
+
+A device that must be asked (CROWDCOUNTER's `R`) gets `request` written every
+`request_interval`. A frame's reading time (`@received`) is when its last byte arrived, made
+strictly increasing per device so two frames read in one chunk stay two readings.
+
+At-most-once from the device's side, by nature: a serial device does not wait for an ack. If
+the buffer cannot commit (disk full), the frame is retried, holding the port's later bytes in
+the kernel, rather than dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import functools
+import glob
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import serial
+from footfall.agent.buffer import BufferError
+from footfall.agent.config import AgentConfig, SerialOptions
+from footfall.agent.decode.extract import DecodeError
+from footfall.agent.intake import SourceIntake
+from footfall.agent.sources.base import Frame, SourceError
+from footfall.agent.sources.framing import Framer, Piece
+from footfall.agent.sources.supervise import Backoff, RateLimitedLog, keep_running, now_ms
+
+from footfall.logs import event
+
+log = logging.getLogger("footfall.agent.sources.serial")
+_PARITY = {
+    "none": serial.PARITY_NONE,
+    "even": serial.PARITY_EVEN,
+    "odd": serial.PARITY_ODD,
+    "mark": serial.PARITY_MARK,
+    "space": serial.PARITY_SPACE,
+}
+READ_SIZE = 4096
+BY_ID = "/dev/serial/by-id"
+
+
+def open_port(port: str, *, baud: int, parity: str, stop_bits: int, byte_size: int) -> serial.Serial:
+    """Open and configure a port for non-blocking reads; SourceError in plain words when it cannot be."""
+    try:
+        return serial.Serial(
+            port,
+            baudrate=baud,
+            parity=_PARITY[parity],
+            stopbits=serial.STOPBITS_TWO if stop_bits == 2 else serial.STOPBITS_ONE,
+            bytesize=byte_size,
+            timeout=0,
+            write_timeout=0,
+            exclusive=True,
+        )
+    except (serial.SerialException, OSError, ValueError) as exc:
+        raise SourceError(port_problem(port, exc)) from None
+
+
+def port_problem(port: str, exc: BaseException) -> str:
+    """What is wrong with a port that would not open, and what to do about it."""
+    code = getattr(exc, "errno", None)
+    if code == errno.ENOENT or (code is None and not os.path.exists(port)):
+        return f"serial port {port} does not exist (USB adapter unplugged?); {present_ports()}"
+    if code in (errno.EACCES, errno.EPERM):
+        return (
+            f"permission denied on {port}: add the agent's user to the dialout group "
+            "(sudo usermod -aG dialout <user>, then log in again) or fix the port's udev rule"
+        )
+    if code in (errno.EBUSY, errno.EAGAIN, errno.EWOULDBLOCK):
+        return (
+            f"serial port {port} is busy: another program has it open (ModemManager, a terminal, "
+            "another footfall source); close it"
+        )
+    return f"cannot open serial port {port}: {exc}"
+
+
+def present_ports() -> str:
+    """The serial ports this machine has, by stable name first."""
+    stable = sorted(glob.glob(f"{BY_ID}/*"))
+    if stable:
+        return "ports present: " + ", ".join(stable)
+    plain = sorted(glob.glob("/dev/ttyUSB*") + glob.glob("/dev/ttyACM*"))
+    return ("ports present: " + ", ".join(plain)) if plain else f"no serial adapters are plugged in ({BY_ID} is empty)"
+
+
+def _unescape(text: str) -> bytes:
+    """A config string as bytes: U+0000-U+00FF are the bytes 0x00-0xFF (TOML writes "\\r", "\\u001b")."""
+    return text.encode("latin-1")
+
+
+class PortReader:
+    """Reads an open port's file descriptor from the event loop, without a thread."""
+
+    def __init__(self, port: serial.Serial, name: str) -> None:
+        self.port = port
+        self.name = name
+        self._fd = port.fileno()
+        self._ready = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self._fd, self._ready.set)
+
+    async def read(self, silence: float | None = None) -> bytes | None:
+        """The next bytes; None after `silence` seconds without any; SourceError when the port is gone."""
+        while True:
+            try:
+                data = os.read(self._fd, READ_SIZE)
+            except BlockingIOError:
+                data = None
+            except OSError as exc:
+                raise SourceError(f"serial port {self.name} went away: {exc.strerror or exc}") from None
+            if data is not None:
+                if not data:
+                    raise SourceError(f"serial port {self.name} hung up (device or adapter disconnected)")
+                return data
+            self._ready.clear()
+            try:
+                await asyncio.wait_for(self._ready.wait(), silence)
+            except TimeoutError:
+                return None
+
+    def write(self, data: bytes) -> None:
+        """Send bytes (short requests: the kernel buffers them)."""
+        try:
+            os.write(self._fd, data)
+        except OSError as exc:
+            raise SourceError(f"cannot write to serial port {self.name}: {exc.strerror or exc}") from None
+
+    def close(self) -> None:
+        """Stop watching and close the port."""
+        with contextlib.suppress(ValueError, OSError):
+            self._loop.remove_reader(self._fd)
+        with contextlib.suppress(OSError, serial.SerialException):
+            self.port.close()
+
+
+@dataclass(slots=True)
+class SerialDevice:
+    """One configured serial source and its running state."""
+
+    intake: SourceIntake
+    options: SerialOptions
+    backoff: Backoff
+    skipped: int = 0
+    last_ms: int = 0
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    def stamp(self) -> int:
+        """A reading time: now, but strictly after the previous frame's."""
+        self.last_ms = max(now_ms(), self.last_ms + 1)
+        return self.last_ms
+
+
+class SerialSource:
+    """Every serial source of the agent, one task each."""
+
+    def __init__(self, intakes: Sequence[SourceIntake]) -> None:
+        self.devices: list[SerialDevice] = []
+        for intake in intakes:
+            options = intake.source.options
+            if not isinstance(options, SerialOptions):
+                raise TypeError(f"source {intake.source.name!r} is not a serial source")
+            self.devices.append(SerialDevice(intake, options, Backoff(options.reconnect_min, options.reconnect_max)))
+        self._garbage_log = RateLimitedLog(log, every=60.0)
+
+    @classmethod
+    def from_config(cls, config: AgentConfig, intakes: Sequence[SourceIntake]) -> SerialSource:
+        """The serial transport for these sources."""
+        return cls(intakes)
+
+    async def start(self) -> None:
+        """Start one task per port; a port that is missing now is retried, not fatal."""
+        for device in self.devices:
+            profile = device.intake.profile
+            if profile.framing is None:
+                raise SourceError(
+                    f"source {device.intake.source.name!r}: adapter {profile.name} has no [framing], so it "
+                    "cannot be read from a serial port; use an adapter made for serial devices",
+                    retryable=False,
+                )
+        for device in self.devices:
+            name = device.intake.source.name
+            device.task = asyncio.create_task(
+                keep_running(
+                    name,
+                    functools.partial(self._session, device),
+                    [device.intake.health],
+                    device.backoff,
+                    what=f"serial port {device.options.port}",
+                ),
+                name=f"footfall-serial:{name}",
+            )
+
+    async def stop(self) -> None:
+        """Stop reading; a frame being committed finishes first (its commit is shielded)."""
+        tasks = [d.task for d in self.devices if d.task is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for device in self.devices:
+            device.task = None
+
+    async def _session(self, device: SerialDevice) -> None:
+        options, intake = device.options, device.intake
+        port = open_port(
+            options.port,
+            baud=options.baud,
+            parity=options.parity,
+            stop_bits=options.stop_bits,
+            byte_size=options.byte_size,
+        )
+        reader = PortReader(port, options.port)
+        assert intake.profile.framing is not None
+        framer = Framer(intake.profile.framing)
+        intake.health.up()
+        device.backoff.reset()
+        event(log, "serial_open", source=intake.source.name, port=options.port, baud=options.baud)
+        requester = None
+        if options.request:
+            requester = asyncio.create_task(
+                self._request(reader, _unescape(options.request), options.request_interval),
+                name=f"footfall-serial-request:{intake.source.name}",
+            )
+        try:
+            while True:
+                data = await reader.read(options.quiet_after or None)
+                if data is None:
+                    intake.health.failed(
+                        now_ms(), "receiving", f"no data for {options.quiet_after:g}s from {options.port}"
+                    )
+                    continue
+                for piece in framer.feed(data):
+                    await self._piece(device, piece)
+        finally:
+            if requester is not None:
+                requester.cancel()
+                with contextlib.suppress(asyncio.CancelledError, SourceError):
+                    await requester
+            reader.close()
+            for piece in framer.flush():
+                await self._piece(device, piece)
+
+    async def _request(self, reader: PortReader, request: bytes, every: float) -> None:
+        while True:
+            reader.write(request)
+            await asyncio.sleep(every)
+
+    async def _piece(self, device: SerialDevice, piece: Piece) -> None:
+        intake = device.intake
+        name = intake.source.name
+        if piece.kind == "skipped":
+            device.skipped += 1
+            return
+        if piece.kind == "garbage":
+            intake.health.threw_away(now_ms(), len(piece.data), f"{len(piece.data)} bytes of garbage: {piece.note}")
+            self._garbage_log(
+                "serial_garbage",
+                key=name,
+                source=name,
+                port=device.options.port,
+                bytes=len(piece.data),
+                why=piece.note,
+                sample=piece.data[:16].hex(" "),
+            )
+            return
+        frame = Frame(name, piece.data, received_ms=device.stamp(), meta={"port": device.options.port})
+        backoff = Backoff(0.5, 30.0)
+        while True:
+            try:
+                await intake(frame)
+                return
+            except DecodeError:
+                return  # counted and logged by the intake; nothing was written
+            except BufferError:
+                await asyncio.sleep(backoff.next())
