@@ -4,7 +4,7 @@
 [csv]
 delimiter = ","
 encoding = "utf-8-sig"
-# Optional: counting lines are found in the header, e.g. Door1_SUM_IN, Door1_SUM_OUT; each row
+# Optional: counting lines (names without "_") are found in the header, e.g. Door1_SUM_IN; each row
 # gives one item per line, with `line`, `entries` and `exits` set from those columns.
 line_columns = { entries = "{line}_SUM_IN", exits = "{line}_SUM_OUT" }
 # Optional: the period's end is `start` + `seconds`, both columns (a local time stays local,
@@ -88,7 +88,7 @@ class CsvExtractor(NamedValues):
             raise DecodeError(f"no header row with {options.delimiter!r}-separated column names")
         lines: list[str] = []
         if options.line_columns:
-            pattern = re.compile(re.escape(options.line_columns["entries"]).replace(r"\{line\}", "(.+)"))
+            pattern = re.compile(re.escape(options.line_columns["entries"]).replace(r"\{line\}", "([^_]+)"))
             lines = [m.group(1) for name in reader.fieldnames if (m := pattern.fullmatch(name.strip()))]
             if not lines:
                 raise DecodeError(f"no column matches {options.line_columns['entries']!r} in the header")
