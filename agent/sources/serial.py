@@ -27,6 +27,7 @@ import functools
 import glob
 import logging
 import os
+import termios
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -56,17 +57,25 @@ BY_ID = "/dev/serial/by-id"
 def open_port(port: str, *, baud: int, parity: str, stop_bits: int, byte_size: int) -> serial.Serial:
     """Open and configure a port for non-blocking reads; SourceError in plain words when it cannot be."""
     try:
-        return serial.Serial(
+        opened = serial.Serial(
             port,
             baudrate=baud,
             parity=_PARITY[parity],
             stopbits=serial.STOPBITS_TWO if stop_bits == 2 else serial.STOPBITS_ONE,
             bytesize=byte_size,
-            timeout=0,
-            write_timeout=0,
+            timeout=None,
             exclusive=True,
         )
-    except (serial.SerialException, OSError, ValueError) as exc:
+        # pyserial leaves VMIN=0, VTIME=0, with which a read of an idle port returns b"" exactly
+        # like a hung-up one. With VMIN=1 and O_NONBLOCK an idle read is EAGAIN, and b"" (or
+        # EIO) means the device is gone.
+        fd = opened.fileno()
+        attrs = termios.tcgetattr(fd)
+        attrs[6][termios.VMIN], attrs[6][termios.VTIME] = 1, 0
+        termios.tcsetattr(fd, termios.TCSANOW, attrs)
+        os.set_blocking(fd, False)
+        return opened
+    except (serial.SerialException, OSError, ValueError, termios.error) as exc:
         raise SourceError(port_problem(port, exc)) from None
 
 

@@ -1,0 +1,148 @@
+"""Serial transport against pseudo-terminal pairs: real frames, garbage, split frames, unplug and re-plug."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from footfall.agent.buffer import Buffer
+from footfall.agent.config import SerialOptions
+from footfall.agent.decode.checksums import compute
+from footfall.agent.sources.serial import SerialSource
+from footfall.protocol.records import Count, SensorEvent, Transaction
+
+from tests.agent.conftest import eventually
+from tests.agent.sources.conftest import Pty, make_intake, new_pty, records_of, stopped
+
+
+def pc(entries: int, exits: int) -> bytes:
+    """A Terabee count frame."""
+    body = b"PC" + ((entries - exits) & 0xFFFFFFFF).to_bytes(4, "big") + entries.to_bytes(2, "big") + exits.to_bytes(2, "big")
+    return body + bytes([compute("crc8", body)])
+
+
+def dd() -> bytes:
+    """A Terabee distance frame (skipped)."""
+    body = b"DD\x01\x02\x03\x04"
+    return body + bytes([compute("crc8", body)])
+
+
+def fast(port: Path, **extra: object) -> SerialOptions:
+    """Serial options that reconnect quickly."""
+    return SerialOptions(port=str(port), baud=115200, reconnect_min=0.05, reconnect_max=0.2, **extra)  # type: ignore[arg-type]
+
+
+async def test_frames_garbage_split_frames_unplug_and_replug(tmp_path: Path, ptys: list[Pty], store: Buffer) -> None:
+    link = tmp_path / "ttyEVO"
+    pty = new_pty(ptys, link)
+    intake = make_intake(store, "door", "serial", "terabee-evo", fast(link))
+    source = SerialSource([intake])
+    await source.start()
+    try:
+        await eventually(lambda: intake.health.connected, what="the port to open")
+        pty.write(pc(10, 4))  # baseline
+        await eventually(lambda: intake.health.accepted == 1, what="the baseline frame")
+        pty.write(b"\x00\xff\x13garbage PC!" + dd())  # garbage (with a false header) and a distance frame
+        frame = pc(13, 5)
+        pty.write(frame[:4])  # a frame split across reads
+        pty.write(frame[4:] + dd())
+        bad = bytearray(pc(99, 99))
+        bad[-1] ^= 0xFF
+        pty.write(bytes(bad) + pc(20, 9))
+        await eventually(lambda: intake.health.accepted == 3, what="two more frames")
+        counts = await records_of(store, Count)
+        assert [(c.entries, c.exits) for c in counts] == [(3, 1), (7, 4)]
+        assert intake.health.garbage >= len(b"\x00\xff\x13garbage PC!") + 1
+        assert intake.health.state == "ok"
+
+        pty.close()  # unplug the USB adapter
+        await eventually(lambda: intake.health.state == "down", what="the source to go down")
+        assert "went away" in intake.health.last_error or "hung up" in intake.health.last_error or "does not exist" in intake.health.last_error
+        os.unlink(link)
+        await eventually(lambda: "does not exist" in intake.health.last_error, what="the missing port to be named")
+
+        replugged = new_pty(ptys, link)  # plugged back: the by-id link points at a new tty
+        await eventually(lambda: intake.health.connected, what="the port to reopen")
+        replugged.write(pc(25, 9))
+        await eventually(lambda: intake.health.accepted == 4, what="a frame after re-plugging")
+    finally:
+        await stopped(source)
+    counts = await records_of(store, Count)
+    assert [(c.entries, c.exits) for c in counts] == [(3, 1), (7, 4), (5, 0)], "counter state survives the reconnect"
+    assert intake.health.reconnects == 1
+    assert intake.health.accepted == 4
+    assert not await records_of(store, SensorEvent), "garbage never becomes a reading or a reset"
+
+
+async def test_a_missing_port_does_not_block_another(tmp_path: Path, ptys: list[Pty], store: Buffer) -> None:
+    link = tmp_path / "ttyGOOD"
+    pty = new_pty(ptys, link)
+    good = make_intake(store, "good", "serial", "terabee-evo", fast(link))
+    missing = make_intake(store, "missing", "serial", "terabee-evo", fast(tmp_path / "ttyNONE"))
+    source = SerialSource([missing, good])
+    await source.start()
+    try:
+        await eventually(lambda: good.health.connected, what="the good port")
+        pty.write(pc(1, 1) + pc(2, 1))
+        await eventually(lambda: good.health.accepted == 2, what="frames on the good port")
+        await eventually(lambda: missing.health.state == "down", what="the missing port reported")
+        assert f"serial port {tmp_path / 'ttyNONE'} does not exist" in missing.health.last_error
+    finally:
+        await stopped(source)
+    assert [(c.entries, c.exits) for c in await records_of(store, Count)] == [(1, 0)]
+
+
+async def test_line_frames_and_a_request_poll(tmp_path: Path, ptys: list[Pty], store: Buffer) -> None:
+    """Point Six lines, with a request written on an interval (as CROWDCOUNTER needs `R`)."""
+    link = tmp_path / "ttyBEAM"
+    pty = new_pty(ptys, link)
+    intake = make_intake(
+        store, "beam", "serial", "pointsix-beam", fast(link, request="R\r", request_interval=0.05)
+    )
+    source = SerialSource([intake])
+    await source.start()
+
+    def line(count: int) -> bytes:
+        data = bytes([0x11]) + ((42 << 2) | 1).to_bytes(4, "big") + count.to_bytes(3, "little") + bytes(5)
+        return (data + bytes([sum(data) & 0xFF])).hex().upper().encode() + b"\r"
+
+    asked = bytearray()
+
+    def requested() -> bool:
+        asked.extend(pty.read())
+        return asked.count(b"R\r") >= 2
+
+    try:
+        await eventually(requested, what="the request written twice")
+        pty.write(line(10) + b"\n")  # CR LF endings are fine
+        pty.write(b"\xfe\xfe not hex at all\r")  # a wrong baud rate looks like this
+        pty.write(line(13)[:7])
+        pty.write(line(13)[7:] + line(16))
+        await eventually(lambda: intake.health.accepted == 3 and intake.health.errors == 1, what="four lines")
+    finally:
+        await stopped(source)
+    counts = await records_of(store, Count)
+    assert [(c.line, c.entries) for c in counts] == [("42", 1), ("42", 2)]
+    assert "not ASCII hex" in intake.health.last_error
+
+
+async def test_receipts_on_a_serial_line(tmp_path: Path, ptys: list[Pty], store: Buffer) -> None:
+    link = tmp_path / "ttyPOS"
+    pty = new_pty(ptys, link)
+    from zoneinfo import ZoneInfo
+
+    intake = make_intake(store, "till", "serial", "escpos-receipt", fast(link), zone=ZoneInfo("Europe/Paris"))
+    source = SerialSource([intake])
+    await source.start()
+    receipt = b"\x1b@\x1ba\x01Receipt #7\n08/03/2026 11:05\n1 item\nTOTAL   EUR 3.20\n\n\x1dV\x00"
+    try:
+        await eventually(lambda: intake.health.connected, what="the port")
+        pty.write(b"\x10\x04\x01" + receipt[:20])  # a status query between receipts, then half a receipt
+        pty.write(receipt[20:] + receipt)  # the rest, and a reprint of the same receipt
+        await eventually(lambda: intake.health.dropped == 1, what="two receipts")
+    finally:
+        await stopped(source)
+    (sale,) = await records_of(store, Transaction)
+    assert (sale.txn_id, sale.amount_minor, sale.currency, sale.items) == ("7", 320, "EUR", 1)
+    assert sale.raw.encode("cp437") == receipt
+    assert intake.health.dropped == 1
