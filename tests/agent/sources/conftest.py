@@ -79,7 +79,9 @@ async def store(tmp_path: Path) -> AsyncIterator[Buffer]:
         yield opened
 
 
-def make_intake(buffer: Buffer, name: str, transport: str, adapter: str, options: Any, zone: Any = None) -> SourceIntake:
+def make_intake(
+    buffer: Buffer, name: str, transport: str, adapter: str, options: Any, zone: Any = None
+) -> SourceIntake:
     """An intake for one source, with the shipped profile `adapter`."""
     profile = load_profiles()[adapter]
     source = SourceConfig(name=name, transport=transport, adapter=adapter, options=options)

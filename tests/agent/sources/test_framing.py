@@ -26,7 +26,7 @@ def _cut(framing: Framing, stream: bytes, cuts: list[int]) -> tuple[list[bytes],
     framer = Framer(framing)
     pieces = []
     last = 0
-    for cut in sorted(set(c % (len(stream) + 1) for c in cuts)) + [len(stream)]:
+    for cut in [*sorted({c % (len(stream) + 1) for c in cuts}), len(stream)]:
         pieces += framer.feed(stream[last:cut])
         last = cut
     pieces += framer.flush()
@@ -99,7 +99,10 @@ def test_framing_section_problems_name_their_key() -> None:
         problems.append(f"{key}: {message}")
 
     assert parse_framing({"mode": "fixed"}, "framing", add) is None
-    assert parse_framing({"mode": "fixed", "frames": [{"header": "PC", "length": 11, "checksum": "crc9"}]}, "framing", add) is None
+    assert (
+        parse_framing({"mode": "fixed", "frames": [{"header": "PC", "length": 11, "checksum": "crc9"}]}, "framing", add)
+        is None
+    )
     assert parse_framing({"mode": "wavy"}, "framing", add) is None
     assert parse_framing({"mode": "line", "colour": 1}, "framing", add) is not None
     assert problems[0].startswith("framing.frames: fixed framing needs")

@@ -17,7 +17,12 @@ from tests.agent.sources.conftest import Pty, make_intake, new_pty, records_of, 
 
 def pc(entries: int, exits: int) -> bytes:
     """A Terabee count frame."""
-    body = b"PC" + ((entries - exits) & 0xFFFFFFFF).to_bytes(4, "big") + entries.to_bytes(2, "big") + exits.to_bytes(2, "big")
+    body = (
+        b"PC"
+        + ((entries - exits) & 0xFFFFFFFF).to_bytes(4, "big")
+        + entries.to_bytes(2, "big")
+        + exits.to_bytes(2, "big")
+    )
     return body + bytes([compute("crc8", body)])
 
 
@@ -57,7 +62,11 @@ async def test_frames_garbage_split_frames_unplug_and_replug(tmp_path: Path, pty
 
         pty.close()  # unplug the USB adapter
         await eventually(lambda: intake.health.state == "down", what="the source to go down")
-        assert "went away" in intake.health.last_error or "hung up" in intake.health.last_error or "does not exist" in intake.health.last_error
+        assert (
+            "went away" in intake.health.last_error
+            or "hung up" in intake.health.last_error
+            or "does not exist" in intake.health.last_error
+        )
         os.unlink(link)
         await eventually(lambda: "does not exist" in intake.health.last_error, what="the missing port to be named")
 
@@ -96,9 +105,7 @@ async def test_line_frames_and_a_request_poll(tmp_path: Path, ptys: list[Pty], s
     """Point Six lines, with a request written on an interval (as CROWDCOUNTER needs `R`)."""
     link = tmp_path / "ttyBEAM"
     pty = new_pty(ptys, link)
-    intake = make_intake(
-        store, "beam", "serial", "pointsix-beam", fast(link, request="R\r", request_interval=0.05)
-    )
+    intake = make_intake(store, "beam", "serial", "pointsix-beam", fast(link, request="R\r", request_interval=0.05))
     source = SerialSource([intake])
     await source.start()
 
