@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.pg",
     "tests.fixtures.collector",
     "tests.fixtures.agent",
+    "tests.fixtures.mqtt",
 ]

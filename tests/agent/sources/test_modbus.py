@@ -30,8 +30,15 @@ async def bridge() -> AsyncIterator[PtyBridge]:
 def tcp(port: int, unit: int = 1, **extra: object) -> ModbusSourceOptions:
     """Fast-polling TCP options."""
     return ModbusSourceOptions(
-        mode="tcp", host="127.0.0.1", port=port, unit=unit, interval=0.05, timeout=0.3,
-        reconnect_min=0.05, reconnect_max=0.2, **extra,  # type: ignore[arg-type]
+        mode="tcp",
+        host="127.0.0.1",
+        port=port,
+        unit=unit,
+        interval=0.05,
+        timeout=0.3,
+        reconnect_min=0.05,
+        reconnect_max=0.2,
+        **extra,  # type: ignore[arg-type]
     )
 
 
