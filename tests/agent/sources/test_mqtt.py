@@ -10,6 +10,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 from footfall.agent.buffer import Buffer, read_stats
 from footfall.agent.config import MqttOptions
@@ -54,7 +55,7 @@ async def test_messages_are_taken_and_garbage_is_counted(mqtt_broker: Broker, st
     await source.start()
     try:
         await eventually(lambda: intake.health.connected, what="the subscription")
-        for minute, body in ((0, report(0, 3, 1)), (5, report(5, 4, 2))):
+        for body in (report(0, 3, 1), report(5, 4, 2)):
             await asyncio.to_thread(publish, mqtt_broker.port, f"{topic}/data", body)
         await asyncio.to_thread(publish, mqtt_broker.port, f"{topic}/data", b"\x00\x01 not json")
         await asyncio.to_thread(publish, mqtt_broker.port, f"{topic}/data", report(0, 3, 1))  # a resend
@@ -129,7 +130,7 @@ async def test_a_message_not_committed_before_kill_9_is_redelivered_once(mqtt_br
     config = _agent_config(tmp_path, mqtt_broker.port, topic, client_id, "60s")
     log = (tmp_path / "agent.log").open("wb")
     cmd = [sys.executable, "-m", "footfall", "agent", "run", "--config", str(config)]
-    agent = subprocess.Popen(cmd, stdout=log, stderr=log)
+    agent = _spawn(cmd, log)
     try:
         await eventually(lambda: _connected(tmp_path, agent.pid), within=20, what="the agent subscribed")
         await asyncio.to_thread(publish, mqtt_broker.port, topic, report(0, 7, 3))
@@ -156,6 +157,11 @@ async def test_a_message_not_committed_before_kill_9_is_redelivered_once(mqtt_br
     async with Buffer(tmp_path / "state" / "buffer.sqlite", max_size=1 << 26, commit_interval=0) as buffer:
         counts = await records_of(buffer, Count)
     assert [(c.entries, c.exits) for c in counts] == [(7, 3), (8, 4)], "each taken exactly once"
+
+
+def _spawn(cmd: list[str], log: Any) -> subprocess.Popen[bytes]:
+    """Start a real agent process (Popen returns at once: it does not block the loop)."""
+    return subprocess.Popen(cmd, stdout=log, stderr=log)
 
 
 def _connected(folder: Path, pid: int) -> bool:
