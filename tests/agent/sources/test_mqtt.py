@@ -143,12 +143,12 @@ async def test_a_message_not_committed_before_kill_9_is_redelivered_once(mqtt_br
         assert stats is not None and stats.next_seq == 2, "killed before the second commit: only the first was taken"
         (tmp_path / "state" / "status.json").unlink()
         config = _agent_config(tmp_path, mqtt_broker.port, topic, client_id, "20ms")
-        agent = subprocess.Popen(cmd, stdout=log, stderr=log)
+        agent = _spawn(cmd, log)
         await eventually(
             lambda: _source_stat(tmp_path, "accepted") == 1, within=20, what="the redelivered message taken"
         )
         agent.send_signal(signal.SIGTERM)
-        agent.wait(20)
+        await asyncio.to_thread(agent.wait, 20)
     finally:
         if agent.poll() is None:
             agent.kill()
