@@ -47,7 +47,7 @@ async def test_a_half_written_file_is_read_only_once_settled(tmp_path: Path, sto
                 writer.flush()
                 await asyncio.sleep(0.1)
                 assert intake.health.received == 0, "a file still being written must not be read"
-        await eventually(lambda: (drop / "done" / target.name).exists(), what="the file taken and moved")
+        await eventually((drop / "done" / target.name).exists, what="the file taken and moved")
     finally:
         await stopped(source)
     counts = await records_of(store, Count)
@@ -93,7 +93,7 @@ async def test_a_crash_between_commit_and_move_does_not_count_twice(tmp_path: Pa
     source = CsvDirSource([restarted])
     await source.start()
     try:
-        await eventually(lambda: (drop / "done" / "a.csv").exists(), what="the file moved")
+        await eventually((drop / "done" / "a.csv").exists, what="the file moved")
     finally:
         await stopped(source)
     assert [(c.entries, c.exits) for c in await records_of(store, Count)] == [(5, 5), (6, 6)]
@@ -109,8 +109,8 @@ async def test_a_refused_file_goes_to_failed_and_others_continue(tmp_path: Path,
     (drop / "2-good.csv").write_text(HEAD + rows((1, "2026-03-08 11:00:00", 1, 0)))
     await source.start()
     try:
-        await eventually(lambda: (drop / "done" / "2-good.csv").exists(), what="the good file")
-        await eventually(lambda: (drop / "failed" / "1-bad.csv").exists(), what="the bad file set aside")
+        await eventually((drop / "done" / "2-good.csv").exists, what="the good file")
+        await eventually((drop / "failed" / "1-bad.csv").exists, what="the bad file set aside")
     finally:
         await stopped(source)
     assert [(c.entries, c.exits) for c in await records_of(store, Count)] == [(1, 0)]
