@@ -1,4 +1,4 @@
-"""`footfall agent ...`: run, enroll, status and config check. Mounted by footfall/cli.py.
+"""`footfall agent ...`: run, enroll, status, config check and probe. Mounted by footfall/cli.py.
 
 Thin: each command parses its flags and calls the module that does the work. Nothing here (or
 below) imports the collector or its database stack, so a gateway needs only the agent's
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from footfall.agent.cli_probe import app as probe_app
 from footfall.agent.config import DEFAULT_CONFIG_PATH, AgentConfig, ConfigError, load_config
 from footfall.agent.decode.profile import load_profiles
 
@@ -21,6 +22,7 @@ from footfall.logs import configure
 app = typer.Typer(help="Run and look after the in-store agent.", no_args_is_help=True, add_completion=False)
 config_app = typer.Typer(help="Check an agent.toml.", no_args_is_help=True, add_completion=False)
 app.add_typer(config_app, name="config")
+app.add_typer(probe_app, name="probe")
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The agent's TOML config file.")]
 
