@@ -255,7 +255,7 @@ async def probe_http(
         ):
             body = await response.read()
             status = response.status
-            shown = {k: v for k, v in response.headers.items() if k in ("Content-Type", "ETag", "Last-Modified")}
+            shown = {k: v for k, v in response.headers.items() if k.lower() in ("content-type", "etag", "last-modified")}
     except aiohttp.ClientConnectorError as exc:
         raise ProbeFailed(f"cannot connect to {url}: {exc.os_error.strerror or exc}") from None
     except TimeoutError:
@@ -268,7 +268,7 @@ async def probe_http(
         say("the device refused our credentials: check --token or --username/--password")
     elif 200 <= status < 300:
         decode(adapter, body, say)
-    if "ETag" in shown or "Last-Modified" in shown:
+    if {k.lower() for k in shown} & {"etag", "last-modified"}:
         say("the device offers validators: polls will be conditional (304 when nothing changed)")
     return status
 
