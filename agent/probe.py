@@ -255,7 +255,9 @@ async def probe_http(
         ):
             body = await response.read()
             status = response.status
-            shown = {k: v for k, v in response.headers.items() if k.lower() in ("content-type", "etag", "last-modified")}
+            shown = {
+                k: v for k, v in response.headers.items() if k.lower() in ("content-type", "etag", "last-modified")
+            }
     except aiohttp.ClientConnectorError as exc:
         raise ProbeFailed(f"cannot connect to {url}: {exc.os_error.strerror or exc}") from None
     except TimeoutError:

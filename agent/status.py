@@ -115,6 +115,10 @@ def render(status: dict[str, Any], now: float | None = None) -> str:
             f"  {s['name']}: {s['state']}, {seen}; {s['accepted']} taken, {s['dropped']} resends dropped, "
             f"{s['errors']} errors ({s['transport']}, {s['adapter']})"
         )
+        if s.get("garbage"):
+            line += f"; {s['garbage']} garbage thrown away"
+        if s.get("reconnects"):
+            line += f"; reconnected {s['reconnects']} times"
         if s["last_error"] and s["state"] != "ok":
             line += f"\n    last error ({s['last_error_stage']}, {_ago(s['last_error_ms'], now)}): {s['last_error']}"
         lines.append(line)
