@@ -179,6 +179,7 @@ class CsvDirSource:
         try:
             result = await intake(frame, once=file_key(path.name, data, stat))
         except DecodeError as exc:
+            intake.health.garbage += 1
             moved = await asyncio.to_thread(_move, path, options.path / options.failed_dir)
             event(
                 log,

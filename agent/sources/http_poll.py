@@ -143,7 +143,10 @@ class HttpPollSource:
         try:
             await intake(frame)
         except DecodeError:
-            return None  # counted and logged by the intake; validators not kept so the body is read again
+            # Counted as an error and logged (rate-limited) by the intake; validators are not kept,
+            # so the body is read again and the device's fix is seen at once.
+            intake.health.garbage += 1
+            return None
         except BufferError:
             return None  # not stored: validators not kept, the next poll takes the body again
         poller.etag, poller.last_modified = etag, modified

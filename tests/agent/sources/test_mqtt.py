@@ -168,3 +168,36 @@ def _connected(folder: Path, pid: int) -> bool:
     status = _status(folder)
     sources = status.get("sources") or []
     return status.get("pid") == pid and bool(sources) and bool(sources[0].get("connected"))  # type: ignore[index, union-attr]
+
+
+async def test_tls_and_credentials(tmp_path: Path, store: Buffer) -> None:
+    broker = Broker(tmp_path / "broker", users={"gateway": "right"}, tls=True)
+    broker.start()
+    topic = f"test/{uuid.uuid4().hex}/data"
+    tls = {"tls": True, "ca_file": str(broker.ca_file)}
+    wrong = make_intake(
+        store,
+        "wrong",
+        "mqtt",
+        "milesight-vs1xx",
+        options(broker.port, topic, username="gateway", password="nope", **tls),
+    )
+    good = make_intake(
+        store,
+        "good",
+        "mqtt",
+        "milesight-vs1xx",
+        options(broker.port, topic, username="gateway", password="right", **tls),
+    )
+    source = MqttSource([wrong, good])
+    await source.start()
+    try:
+        await eventually(lambda: good.health.connected, what="the TLS connection with the right password")
+        await eventually(lambda: "refused us" in wrong.health.last_error, what="the wrong password named")
+        auth = {"username": "gateway", "password": "right"}
+        await asyncio.to_thread(publish, broker.port, topic, report(0, 2, 1), auth=auth, ca_file=broker.ca_file)
+        await eventually(lambda: good.health.accepted == 1, what="a report over TLS")
+    finally:
+        await stopped(source)
+        broker.stop()
+    assert not wrong.health.connected and wrong.health.state == "down"
