@@ -153,3 +153,18 @@ async def test_receipts_on_a_serial_line(tmp_path: Path, ptys: list[Pty], store:
     assert (sale.txn_id, sale.amount_minor, sale.currency, sale.items) == ("7", 320, "EUR", 1)
     assert sale.raw.encode("cp437") == receipt
     assert intake.health.dropped == 1
+
+
+async def test_a_silent_device_is_reported_after_quiet_after(tmp_path: Path, ptys: list[Pty], store: Buffer) -> None:
+    link = tmp_path / "ttyQUIET"
+    pty = new_pty(ptys, link)
+    intake = make_intake(store, "door", "serial", "terabee-evo", fast(link, quiet_after=0.2))
+    source = SerialSource([intake])
+    await source.start()
+    try:
+        await eventually(lambda: "no data for 0.2s" in intake.health.last_error, what="silence reported")
+        assert intake.health.state == "degraded" and intake.health.connected
+        pty.write(pc(1, 0))
+        await eventually(lambda: intake.health.state == "ok", what="the device speaking again")
+    finally:
+        await stopped(source)
