@@ -124,11 +124,12 @@ class MqttClient:
             raise SourceError(f"cannot reach the MQTT broker {self.host}:{self.port}: {exc.strerror or exc}") from None
         self._misc = asyncio.create_task(self._misc_loop(), name=f"footfall-mqtt-misc:{self.host}:{self.port}")
         try:
-            await asyncio.wait_for(asyncio.shield(self._connack), CONNACK_TIMEOUT_S)
+            await asyncio.wait_for(self._connack, CONNACK_TIMEOUT_S)
         except TimeoutError:
             await self._close()
             raise SourceError(f"the MQTT broker {self.host}:{self.port} did not answer CONNECT") from None
-        except SourceError:
+        except BaseException:
+            # A refusal (SourceError), or the caller giving up (cancelled): never leave the socket open.
             await self._close()
             raise
         return self
