@@ -106,7 +106,7 @@ async def probe_serial(
     duration: float = 10.0,
     max_frames: int = 20,
 ) -> int:
-    """Read a serial port for `duration` seconds; returns how many frames the adapter took."""
+    """Read a serial port for `duration` seconds; returns how many frames the adapter took (bytes, without one)."""
     try:
         opened = open_port(port, baud=baud, parity=parity, stop_bits=stop_bits, byte_size=byte_size)
     except SourceError as exc:
@@ -160,7 +160,7 @@ async def probe_serial(
             f"most bytes ({garbage} of {total}) formed no frame: probably the WRONG BAUD RATE or parity "
             f"(tried {baud} {parity}); common rates are 9600, 19200, 38400, 115200"
         )
-    return taken
+    return taken if adapter is not None else total
 
 
 async def probe_modbus(

@@ -33,8 +33,12 @@ class Frame:
 class SourceHealth:
     """A source's health for `status`: its state, last error, last reading and counters.
 
-    `received` counts frames; `accepted` readings taken; `dropped` readings dropped as
-    resends; `errors` frames refused or not stored.
+    `state`: ok (the last frame was taken), degraded (connected, but the last frame was refused,
+    garbage arrived, the device answered with an error or fell silent), down (the device cannot
+    be reached; the transport is reconnecting). `received` counts frames; `accepted` readings
+    taken; `dropped` readings dropped as resends; `errors` frames refused or not stored and
+    connection failures; `garbage` bytes (serial) or messages (other transports) that formed
+    no frame or were refused; `reconnects` how often a connection that was up was lost.
     """
 
     name: str

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import asyncio
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -167,3 +169,26 @@ def test_pymodbus_is_imported_in_one_agent_module_only() -> None:
             if any(n == "pymodbus" or n.startswith("pymodbus.") for n in names):
                 importers.append(path.relative_to(ROOT).as_posix())
     assert sorted(set(importers)) == ["agent/sources/modbus_client.py"]
+
+
+async def test_noise_on_the_rtu_line_never_makes_a_reading(store: Buffer, bridge: PtyBridge) -> None:
+    peer = ModbusPeer([1])
+    await peer.serve_rtu(bridge.port_a)
+    options = ModbusSourceOptions(mode="rtu", serial_port=bridge.port_b, baud=19200, unit=1, interval=0.05, timeout=0.2)
+    intake = make_intake(store, "one", "modbus", "generic-modbus-counter", options)
+    source = ModbusSource([intake])
+    peer.set_u32(1, 0, 100)
+    await source.start()
+    noise = bytes((i * 73 + 5) % 256 for i in range(64))
+    try:
+        await eventually(lambda: intake.health.accepted >= 1, what="the baseline")
+        for _ in range(20):  # noise towards the agent, interleaved with real answers
+            os.write(bridge.master_b, noise)
+            await asyncio.sleep(0.02)
+        peer.set_u32(1, 0, 107)
+        await eventually(lambda: _sum(store, "entries", 7), what="the true delta after the noise")
+    finally:
+        await stopped(source)
+        await peer.stop()
+    assert sum(c.entries for c in await records_of(store, Count)) == 7
+    assert not await records_of(store, SensorEvent), "noise never looks like a reset or a wrap"
