@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -56,15 +57,16 @@ async def test_a_broken_device_is_down_in_status_and_the_others_run(tmp_path: Pa
         }
     )
     pipeline = Pipeline(config)
-    await pipeline.start()
-    try:
-        good = next(i for i in pipeline.intakes if i.source.name == "good")
-        await eventually(lambda: good.health.connected, what="the good port")
-        pty.write(b"\xff\x00noise" + pc(5, 1) + pc(9, 2))
-        await eventually(lambda: good.health.accepted == 2, what="readings from the good device")
-        await pipeline.write_status()
-    finally:
-        await pipeline.stop()
+    async with asyncio.timeout(90):  # start and stop are unbounded awaits: fail here, with a traceback, if one hangs
+        await pipeline.start()
+        try:
+            good = next(i for i in pipeline.intakes if i.source.name == "good")
+            await eventually(lambda: good.health.connected, what="the good port")
+            pty.write(b"\xff\x00noise" + pc(5, 1) + pc(9, 2))
+            await eventually(lambda: good.health.accepted == 2, what="readings from the good device")
+            await pipeline.write_status()
+        finally:
+            await pipeline.stop()
     status = json.loads((tmp_path / "state" / "status.json").read_text())
     by_name = {s["name"]: s for s in status["sources"]}
     assert by_name["good"]["accepted"] == 2 and by_name["good"]["garbage"] >= 7
