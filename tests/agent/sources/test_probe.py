@@ -14,7 +14,9 @@ from pathlib import Path
 
 from aiohttp import web
 from footfall.agent.sources.serial import port_problem
+from typer.testing import CliRunner
 
+from footfall.cli import app as footfall_app
 from tests.agent.sources.conftest import Pty, new_pty
 from tests.agent.sources.modbus_peer import ModbusPeer
 from tests.agent.sources.test_serial import pc
@@ -53,6 +55,16 @@ async def probe(*args: str, when: Trigger | None = None, within: float = 30.0) -
             proc.kill()
             await proc.wait()
     return code, "".join(lines), err
+
+
+async def probe_here(*args: str) -> tuple[int, str, str]:
+    """`footfall agent probe ARGS` in this process (the command line's own code, no spawn), off the loop."""
+
+    def invoke() -> tuple[int, str, str]:
+        result = CliRunner().invoke(footfall_app, ["agent", "probe", *args])
+        return result.exit_code, result.stdout, result.stderr
+
+    return await asyncio.to_thread(invoke)
 
 
 async def test_serial_frames_and_readings(tmp_path: Path, ptys: list[Pty]) -> None:
@@ -95,13 +107,13 @@ async def test_serial_wrong_baud_rate_is_named(tmp_path: Path, ptys: list[Pty]) 
 
 
 async def test_serial_missing_and_busy_ports(tmp_path: Path, ptys: list[Pty]) -> None:
-    code, _, err = await probe("serial", "--port", str(tmp_path / "ttyNONE"), "--duration", "1")
+    code, _, err = await probe_here("serial", "--port", str(tmp_path / "ttyNONE"), "--duration", "1")
     assert code == 1 and "does not exist" in err and ("ports present" in err or "no serial adapters" in err)
     pty = new_pty(ptys, tmp_path / "ttyBUSY")
     holder = os.open(pty.slave_path, os.O_RDWR | os.O_NOCTTY)
     try:
         fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what another program holding the port does
-        code, _, err = await probe("serial", "--port", str(pty.link), "--duration", "1")
+        code, _, err = await probe_here("serial", "--port", str(pty.link), "--duration", "1")
     finally:
         os.close(holder)
     assert code == 1 and "is busy" in err
@@ -119,22 +131,22 @@ async def test_modbus_registers_exceptions_and_silence() -> None:
     peer.set_u32(1, 2, 12)
     peer.exception[2] = 2
     try:
-        code, out, _ = await probe("modbus", "--host", "127.0.0.1", "--port", str(port), "--count", "4")
+        code, out, _ = await probe_here("modbus", "--host", "127.0.0.1", "--port", str(port), "--count", "4")
         assert code == 0 and "high word first = 70000" in out
-        code, out, _ = await probe(
+        code, out, _ = await probe_here(
             "modbus", "--host", "127.0.0.1", "--port", str(port), "--adapter", "generic-modbus-counter"
         )
         assert code == 0 and '"entries": 70000' in out and '"exits": 12' in out
-        code, _, err = await probe("modbus", "--host", "127.0.0.1", "--port", str(port), "--unit", "2")
+        code, _, err = await probe_here("modbus", "--host", "127.0.0.1", "--port", str(port), "--unit", "2")
         assert code == 1 and "exception 2: illegal data address" in err
         peer.silent.add(2)
-        code, _, err = await probe(
+        code, _, err = await probe_here(
             "modbus", "--host", "127.0.0.1", "--port", str(port), "--unit", "2", "--timeout", "0.3"
         )
         assert code == 1 and "did not answer" in err and "unit id" in err
     finally:
         await peer.stop()
-    code, _, err = await probe("modbus", "--host", "127.0.0.1", "--port", str(port))
+    code, _, err = await probe_here("modbus", "--host", "127.0.0.1", "--port", str(port))
     assert code == 1 and "refused the connection" in err
 
 
@@ -154,9 +166,9 @@ async def test_http_body_validators_and_readings() -> None:
     await site.start()
     url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/counts"  # type: ignore[union-attr]
     try:
-        code, out, _ = await probe("http", url, "--token", "t0k", "--adapter", "generic-json-counter")
+        code, out, _ = await probe_here("http", url, "--token", "t0k", "--adapter", "generic-json-counter")
         assert code == 0 and "HTTP 200" in out and "validators" in out and '"entries": 3' in out
-        code, out, _ = await probe("http", url, "--token", "nope")
+        code, out, _ = await probe_here("http", url, "--token", "nope")
         assert code == 3 and "refused our credentials" in out
     finally:
         await runner.cleanup()
