@@ -172,6 +172,13 @@ class Txn:
         )
         return cur.rowcount == 1
 
+    def seen(self, scope: str, key: str) -> bool:
+        """Whether a dedupe key was taken and has not expired (without taking it)."""
+        row = self._conn.execute(
+            "SELECT 1 FROM seen WHERE scope = ? AND key = ? AND expires_ms > ?", (scope, key, self.now_ms)
+        ).fetchone()
+        return row is not None
+
     def get_state(self, key: str) -> dict[str, Any] | None:
         """Derived state saved under `key` (a cumulative counter's last reading), or None."""
         row = self._conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
