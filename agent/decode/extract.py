@@ -252,7 +252,7 @@ def _field_value(
     if spec.value is not ABSENT:
         return spec.value
     raw = extractor.get(item, spec.compiled)
-    label = ".".join(p for p in (where, spec.path) if p)
+    label = ("/" if textual else ".").join(p for p in (where, spec.path) if p)
     if raw is ABSENT or raw is None:
         if spec.default is not ABSENT:
             return spec.default

@@ -54,8 +54,9 @@ SHIPPED_PACKAGE = "footfall.firmware_adapters"
 PROFILE_FILE = "profile.toml"
 _FIELD_KEYS = ("path", "value", "default", "map", "decimals", "date", "negative")
 _PARAM = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-# What a required param stands for while the profile is checked on its own (no source yet).
-PLACEHOLDER = "PARAM"
+# What a required param stands for while the profile is checked on its own (no source yet):
+# ISO 4217's code for "no currency", so it is valid wherever a param may go (a path, a name, a currency).
+PLACEHOLDER = "XXX"
 
 
 class ProfileError(ConfigError):
