@@ -81,6 +81,8 @@ def parse_json(payload: bytes, what: str = "body") -> Any:
         raise DecodeError(f"{what} is not UTF-8 text: {exc}") from None
     except json.JSONDecodeError as exc:
         raise DecodeError(f"{what} is not JSON: {exc}") from None
+    except RecursionError:
+        raise DecodeError(f"{what} nests too deeply to be a device's JSON") from None
 
 
 class JsonExtractor:
