@@ -215,3 +215,27 @@ def test_adapters_lists_every_profile_with_what_it_needs(tmp_path: Path) -> None
     human = subprocess.run([sys.executable, "-m", "footfall.agent", "adapters"],
                            capture_output=True, text=True, timeout=60, check=True).stdout
     assert "lightspeed-webhook  (form, transaction, transport http_push)" in human
+
+
+def test_the_profile_reference_documents_every_key() -> None:
+    from dataclasses import fields as dataclass_fields
+
+    from footfall.agent.decode import profile as profiles
+
+    reference = (Path(str(profiles.shipped_root())) / "README.md").read_text()
+    sections = {
+        "profile": profiles.ProfileSection,
+        "time": profiles.TimeSection,
+        "dedupe": profiles.DedupeSection,
+        "signature": profiles.SignatureSection,
+    }
+    for section, cls in sections.items():
+        assert f"[{section}]" in reference, section
+        for f in dataclass_fields(cls):
+            assert f"\n{f.name} = " in reference, f"[{section}] {f.name} is not in firmware-adapters/README.md"
+    for key in ("doc", "default"):
+        assert f"\n{key} = " in reference
+    for key in profiles._FIELD_KEYS:
+        assert f"`{key} = " in reference or f"{{ {key} = " in reference, f"field option {key} is undocumented"
+    for name in EXTRACTORS:
+        assert f"`{name}`" in reference, f"format {name} is undocumented"
