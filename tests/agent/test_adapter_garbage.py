@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 
 from tests.fixtures.adapter_cases import Case, case_folders, load_case
 
-GARBAGE = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+GARBAGE = settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def good_case(adapter: str) -> Case:

@@ -27,7 +27,7 @@ from footfall.protocol.records import Count, Record, SensorEvent
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 PARIS = ZoneInfo("Europe/Paris")
 
 
