@@ -138,7 +138,8 @@ class HttpPushOptions:
     )
     public_url: str = field(
         default="",
-        metadata=meta("url", "the URL the webhook sender was given, when a proxy changes it (Square signs it)"),
+        # Kept exactly as written (no trailing-slash trimming): Square signs this very string.
+        metadata=meta("str", "the URL the webhook sender was given, when a proxy changes it (Square signs it)"),
     )
 
 
