@@ -623,6 +623,8 @@ def read_stats(path: Path, max_size: int = 0) -> BufferStats | None:
         return None
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone() is None:
+            return None  # the agent is creating the file right now: nothing to report yet
         return _stats(conn, max_size)
     finally:
         conn.close()
