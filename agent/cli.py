@@ -37,14 +37,17 @@ def _load(path: Path, *, err: bool = True) -> AgentConfig:
 def run(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
     """Run the agent until SIGTERM or Ctrl-C: receive readings, buffer them, upload them."""
     from footfall.agent.buffer import BufferError
+    from footfall.agent.fleet_config import effective_config
     from footfall.agent.identity import IdentityError
     from footfall.agent.pipeline import run_until_signalled
     from footfall.agent.sources.base import SourceError
 
-    cfg = _load(config)
+    local = _load(config)
+    # A configuration pushed by the fleet and applied earlier runs instead of the local file.
+    cfg, fleet_state = effective_config(local)
     configure(cfg.agent.log_level, cfg.agent.log_format)
     try:
-        asyncio.run(run_until_signalled(cfg))
+        asyncio.run(run_until_signalled(cfg, local_config=local, fleet_state=fleet_state))
     except (ConfigError, IdentityError, BufferError, SourceError) as exc:
         typer.echo(f"footfall agent: {exc}", err=True)
         raise typer.Exit(1) from None
