@@ -101,8 +101,11 @@ def test_a_rotated_key_works_and_the_old_one_is_refused(
 
     flagged = fleet.ok("agents", "rotate-key", before.id)
     assert "at its next heartbeat" in flagged.err
-    shown = wait_for(lambda: (lambda a: a if a["key_rotated_at"] and not a["rotate_requested_at"] else None)(
-        fleet.agent(before.id)), what="the agent to rotate its key")
+    def rotated() -> dict[str, Any] | None:
+        shown = fleet.agent(before.id)
+        return shown if shown["key_rotated_at"] and not shown["rotate_requested_at"] else None
+
+    shown = wait_for(rotated, what="the agent to rotate its key")
     assert any(entry["kind"] == "key_rotated" for entry in shown["log"])
     assert (agent.state_dir / "agent.key").read_bytes() != old_pem
     assert not (agent.state_dir / "agent.key.next").exists()
