@@ -330,3 +330,41 @@ def _probe(device: Any, profiles: dict[str, Any], listen: str, timeout: float, *
         for reading in result.readings[:5]:
             typer.echo(f"    {wizard.describe(reading)}")
     return True
+
+
+@app.command()
+def doctor(
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    user: Annotated[
+        str, typer.Option("--user", help="The user the agent service runs as (the package's is footfall).")
+    ] = "footfall",
+    fix: Annotated[
+        bool, typer.Option("--fix", help="Fix what can be fixed (key mode and owner) without asking.")
+    ] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 on warnings too.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Check the config, key, collector (DNS, TCP, TLS, clock), serial ports, disk and time sync; say how to fix.
+
+    Exit 0 when nothing failed (warnings are printed), 1 when a check failed (or warned, with --strict).
+    """
+    from footfall.agent import doctor as checks_module
+
+    service = checks_module.service_user(user)
+    checks = asyncio.run(checks_module.run_checks(config, service))
+    fixable = [c for c in checks if c.fixer is not None and c.level != "ok"]
+    if fixable and not as_json and (fix or (sys.stdin.isatty() and typer.confirm(
+        f"{len(fixable)} problem(s) can be fixed now ({', '.join(c.area for c in fixable)}). Fix them?",
+        default=False,
+    ))):
+        for check in fixable:
+            assert check.fixer is not None
+            done = check.fixer()
+            typer.echo(f"fixed: {done}")
+        checks = asyncio.run(checks_module.run_checks(config, service))
+    if not service.exists and not as_json:
+        typer.echo(f"note: there is no user {user!r}; checked for {service.name} instead", err=True)
+    typer.echo(checks_module.as_json(checks) if as_json else checks_module.render(checks))
+    failed = any(c.level == "fail" for c in checks) or (strict and any(c.level == "warn" for c in checks))
+    if failed:
+        raise typer.Exit(1)
