@@ -54,7 +54,8 @@ def test_the_package_layout_and_its_scripts(deb: Path, tmp_path: Path) -> None:
     assert "python3-venv" in fields["Depends"] and "passwd" in fields["Depends"]
     listing = run("dpkg-deb", "-c", deb).stdout
     files = {line.split()[-1].lstrip(".") for line in listing.splitlines()}
-    for path in ("/" + UNIT, "/etc/footfall/agent.toml", "/usr/bin/footfall", "/usr/share/doc/footfall-agent/README.md"):
+    shipped = ("/" + UNIT, "/etc/footfall/agent.toml", "/usr/bin/footfall", "/usr/share/doc/footfall-agent/README.md")
+    for path in shipped:
         assert path in files, path
     wheels = sorted(f.rsplit("/", 1)[1] for f in files if f.startswith("/opt/footfall/wheels/") and f.endswith(".whl"))
     names = {w.split("-")[0].lower() for w in wheels}
