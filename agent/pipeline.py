@@ -41,7 +41,7 @@ from footfall.agent.heartbeat import Heartbeat
 from footfall.agent.identity import Identity, identity_path, load_identity, load_key
 from footfall.agent.intake import SourceIntake
 from footfall.agent.metrics import AgentMetrics, MetricsServer
-from footfall.agent.sources.base import Source, SourceError
+from footfall.agent.sources.base import Source, SourceError, SourceHealth
 from footfall.agent.sources.http_push import HttpPushServer
 from footfall.agent.uploader import Uploader
 
@@ -103,6 +103,7 @@ class Pipeline:
         self.metrics = AgentMetrics(self)
         self.metrics_server: MetricsServer | None = None
         self.last_stats: BufferStats | None = None
+        self._health: dict[str, SourceHealth] = {}
         self._request_offset_s = 0.0
         self._uploader_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -168,6 +169,7 @@ class Pipeline:
             await source.start()
             self.sources[transport] = source
         if self.identity is not None and self.key is not None:
+            previous = self.uploader.status if self.uploader is not None else None
             self.uploader = Uploader(
                 self.buffer,
                 self.config.upload,
@@ -178,6 +180,10 @@ class Pipeline:
                 timeout=self.config.collector.timeout,
                 clock=self.clock,
             )
+            if previous is not None:
+                # Counters go on across a reconfiguration; only the state starts afresh.
+                previous.state = "idle" if previous.state != "re-enroll" else previous.state
+                self.uploader.status = previous
             self.uploader.status.clock_offset_s = self._request_offset_s
             self.uploader.on_response = self.metrics.observe_upload
             self._uploader_task = asyncio.create_task(self.uploader.run(), name="footfall-uploader")
@@ -223,6 +229,7 @@ class Pipeline:
         except ConfigError as exc:
             raise ConfigRefused(str(exc)) from None
         old_config, old_profiles = self.config, self.profiles
+        states = {name: health.state for name, health in self._health.items()}
         await self._stop_data_path()
         await self._stop_metrics()
         self.config, self.profiles = config, profiles
@@ -236,6 +243,9 @@ class Pipeline:
             self.config, self.profiles = old_config, old_profiles
             await self._start_data_path()
             await self._start_metrics()
+            for name, state in states.items():
+                # The failed attempt marked these down; running the old configuration again, they are as before.
+                self._health[name].state = state
             raise ConfigRefused(f"the new configuration could not start: {exc}") from exc
         self.buffer.max_size = config.buffer.max_size
         self.buffer.commit_interval = config.buffer.commit_interval
@@ -309,7 +319,7 @@ class Pipeline:
     def _intake(self, source: SourceConfig) -> SourceIntake:
         profile = self.profiles[source.adapter]
         zone_name = source.timezone or self.config.agent.timezone or (self.identity.timezone if self.identity else "")
-        return SourceIntake(
+        intake = SourceIntake(
             source,
             profile,
             self.extractors[profile.format],
@@ -317,6 +327,13 @@ class Pipeline:
             zone=ZoneInfo(zone_name) if zone_name else None,
             clock=self.clock,
         )
+        # A source that survives a reconfiguration keeps its counters (status, heartbeat and metrics count on).
+        kept = self._health.get(source.name)
+        if kept is not None:
+            kept.transport, kept.adapter = source.transport, source.adapter
+            intake.health = kept
+        self._health[source.name] = intake.health
+        return intake
 
     async def status(self, *, running: bool = True) -> dict[str, Any]:
         """Everything `footfall agent status` shows, JSON-ready."""
