@@ -192,7 +192,8 @@ async def test_a_fleet_admin_key_sees_nothing_of_another_organization(collector:
         ("POST", f"/v1/admin/agents/{agent.id}/rotate-key"), ("POST", f"/v1/admin/tokens/{token_id}/revoke"),
         ("GET", f"/v1/admin/configs/{pushed['version']}"),
     ]:
-        answer = await (collector.get(path, key=theirs) if method == "GET" else collector.post_json(path, {}, key=theirs))
+        request = collector.get(path, key=theirs) if method == "GET" else collector.post_json(path, {}, key=theirs)
+        answer = await request
         assert answer.status == 404, (path, answer.body)
     for scope, target in (("agent", agent.id), ("site", agent.site)):
         answer = await collector.post_json("/v1/admin/configs", {"scope": scope, "target": target, "config": ""},
