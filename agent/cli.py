@@ -122,7 +122,7 @@ def status(
     config: ConfigOption = DEFAULT_CONFIG_PATH,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
-    """Buffer depth, oldest unsent reading, last upload and each source's health. Exit 3 if not running."""
+    """Buffer, oldest unsent reading, last upload, each source, heartbeat, clock and fleet config. Exit 3 if stopped."""
     from footfall.agent.status import gather, render
 
     try:

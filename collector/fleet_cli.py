@@ -36,7 +36,7 @@ from .fleet_client import (
 T = TypeVar("T")
 _EXIT_HELP = "Exit codes: " + "; ".join(f"{code} {what}" for code, what in EXIT_CODES.items()) + "."
 app = typer.Typer(
-    no_args_is_help=True, add_completion=False, help="Manage a fleet of agents through a collector. " + _EXIT_HELP
+    no_args_is_help=True, add_completion=False, help="Manage a fleet of agents through a collector.", epilog=_EXIT_HELP
 )
 tokens_app = typer.Typer(no_args_is_help=True, help="Enrollment tokens.")
 agents_app = typer.Typer(no_args_is_help=True, help="Enrolled agents.")
