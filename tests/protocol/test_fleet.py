@@ -87,3 +87,26 @@ def test_clock_arithmetic() -> None:
     assert proto.read_clock_offset({proto.HEADER_CLOCK_OFFSET: "12.5"}) == 12.5
     assert proto.read_clock_offset({proto.HEADER_CLOCK_OFFSET: "soon"}) == 0.0
     assert proto.read_clock_offset({}) == 0.0
+
+
+def test_the_fleet_vectors_match_the_builder_and_check_out_from_their_own_fields() -> None:
+    import hashlib
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from footfall.protocol.signing import canonical_string
+    from footfall.protocol.vectors_fleet import FLEET_VECTORS_DIR, build
+
+    stored = {p.stem: json.loads(p.read_text()) for p in sorted(FLEET_VECTORS_DIR.glob("*.json"))}
+    assert stored == build(), "regenerate with python -m footfall.protocol.vectors_fleet"
+    assert sorted(stored) == ["config-fetch", "heartbeat", "rotate-key"]
+    for vector in stored.values():
+        key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(vector["private_key_seed_hex"]))
+        body = vector["body"].encode()
+        assert hashlib.sha256(body).hexdigest() == vector["body_sha256_hex"]
+        canonical = canonical_string(vector["method"], vector["path"], vector["agent"], vector["timestamp"], body)
+        assert canonical.decode() == vector["canonical"]
+        key.public_key().verify(base64.b64decode(vector["signature_b64"]), canonical)
+    rotation = stored["rotate-key"]
+    new = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(rotation["new_private_key_seed_hex"]))
+    new.public_key().verify(base64.b64decode(rotation["proof_b64"]), rotation["rotation_message"].encode())
+    assert proto.decode_heartbeat(stored["heartbeat"]["body"].encode()).config.applied_version == 7
