@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import re
 import select
 import signal
@@ -120,13 +121,22 @@ def test_the_flags_form_enrolls_with_a_token(
 
     collector = collector_process("--database-url", pg_dsn)
     _, token, _ = bootstrap(pg_dsn)
+    # As on a packaged gateway: the state directory belongs to the service user, root runs init.
+    state = tmp_path / "state"
+    state.mkdir()
+    service = pwd.getpwnam("nobody")
+    if os.geteuid() == 0:
+        os.chown(state, service.pw_uid, service.pw_gid)
+    owner = state.stat().st_uid
     output = tmp_path / "agent.toml"
     proc = init("-o", str(output), "--collector", collector.url, "--state-dir", str(tmp_path / "state"),
                 "--token", token, "--no-probe", "--device", "name=door,adapter=generic-json-counter")
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, out + err
     assert "enrolled as agt_" in out
-    assert json.loads((tmp_path / "state" / "identity.json").read_text())["site"] == "store-1"
+    assert json.loads((state / "identity.json").read_text())["site"] == "store-1"
+    key = (state / "agent.key").stat()
+    assert (key.st_uid, key.st_mode & 0o777) == (owner, 0o600), "the service user can read its key; nobody else"
 
 
 class Terminal:
