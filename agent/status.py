@@ -135,7 +135,8 @@ def _fleet_lines(status: dict[str, Any], now: float) -> list[str]:
     lines: list[str] = []
     beat = status.get("heartbeat")
     if beat and beat.get("state") != "off":
-        every = f"every {format_duration(beat['interval_s'])}"
+        interval = beat["interval_s"]
+        every = "every " + (format_duration(interval) if interval >= 1 else f"{interval * 1000:.0f}ms")
         if beat["state"] == "ok":
             line = f"heartbeat: ok, last {_ago(beat['last_success_ms'], now)} ({every})"
         elif beat["state"] == "starting":

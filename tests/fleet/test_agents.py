@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -95,6 +96,13 @@ def test_the_list_shows_a_stopped_agent_as_stale_after_the_threshold(
     assert fleet.ok("agents", "list", "--site", fleet.other_site, "--json").json() == []
     # With the default threshold (15 minutes) both are still online.
     assert {a["state"] for a in fleet.ok("agents", "list", "--json").json()} == {"online"}
+
+    said = subprocess.run([sys.executable, "-m", "footfall", "agent", "status", "--config", str(running.config)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert said.returncode == 0, said.stdout + said.stderr
+    assert re.search(r"^heartbeat: ok, last \d+s ago \(every 200ms\)$", said.stdout, re.MULTILINE), said.stdout
+    assert re.search(r"^clock: \d+\.\d+s (behind|ahead of) the collector's$", said.stdout, re.MULTILINE)
+    assert f"config: local file {running.config}" in said.stdout
 
     shown = fleet.agent(agent_id(running))
     assert shown["heartbeat"]["buffer"]["depth"] == 0
