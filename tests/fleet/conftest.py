@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from tests.fixtures.collector import CollectorProcess
 
-# Agents in these tests beat every 200 ms, so "stale after 1s" is five missed heartbeats.
+# Agents in these tests beat every 200 ms, so "stale after 3s" is fifteen missed heartbeats (robust on a busy machine).
 FAST_HEARTBEAT = '[heartbeat]\ninterval = "200ms"\n'
 
 
