@@ -18,7 +18,7 @@ import difflib
 import tomllib
 import typing
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
@@ -128,11 +128,38 @@ class HttpPushSection:
 
 
 @dataclass(frozen=True, slots=True)
+class HeartbeatSection:
+    """`[heartbeat]`: how often the agent reports its status to the collector and asks what to run."""
+
+    interval: float = field(
+        default=60.0,
+        metadata=meta("duration", "time between heartbeats; a heartbeat the uplink cannot carry is skipped", min=0.05),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSection:
+    """`[metrics]`: the optional Prometheus endpoint."""
+
+    listen: str = field(
+        default="", metadata=meta("optional_listen", "host:port serving /metrics for Prometheus; '' = off")
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class HttpPushOptions:
     """Options of a source with `transport = "http_push"`: the device POSTs to a path on the shared server."""
 
     path: str = field(metadata=meta("route", "the URL path the device POSTs to, e.g. /push/entrance"))
     token: str = field(default="", metadata=meta("str", "if set, the device must send `Authorization: Bearer <token>`"))
+    secret: str = field(
+        default="", repr=False, metadata=meta("str", "the key that checks a signed webhook (adapters with [signature])")
+    )
+    public_url: str = field(
+        default="",
+        # Kept exactly as written (no trailing-slash trimming): Square signs this very string.
+        metadata=meta("str", "the URL the webhook sender was given, when a proxy changes it (Square signs it)"),
+    )
 
 
 Parity = Literal["none", "even", "odd", "mark", "space"]
@@ -258,6 +285,9 @@ class SourceConfig:
     enabled: bool = field(default=True, metadata=meta("bool", "false keeps the entry but does not start it"))
     # The transport's own keys, read with its TRANSPORT_OPTIONS dataclass.
     options: Any = field(default=None, metadata={"kind": "options", "doc": "the transport's options"})
+    params: Mapping[str, str] = field(
+        default_factory=dict, metadata=meta("params", "the adapter's settings, e.g. { location_id = \"L1\" }")
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +299,8 @@ class AgentConfig:
     buffer: BufferSection = BufferSection()
     upload: UploadSection = UploadSection()
     http_push: HttpPushSection = HttpPushSection()
+    heartbeat: HeartbeatSection = HeartbeatSection()
+    metrics: MetricsSection = MetricsSection()
     sources: tuple[SourceConfig, ...] = ()
     path: Path | None = None
 
@@ -285,6 +317,8 @@ SECTIONS: Mapping[str, type[Any]] = MappingProxyType(
         "buffer": BufferSection,
         "upload": UploadSection,
         "http_push": HttpPushSection,
+        "heartbeat": HeartbeatSection,
+        "metrics": MetricsSection,
     }
 )
 
@@ -428,7 +462,7 @@ def _sources(reader: TableReader, raw: Any) -> list[SourceConfig | None]:
 
 
 def _replace_options(source: SourceConfig, options: Any) -> SourceConfig:
-    return SourceConfig(source.name, source.transport, source.adapter, source.timezone, source.enabled, options)
+    return replace(source, options=options)
 
 
 class TableReader:
@@ -543,6 +577,14 @@ def _paths(r: TableReader, value: Any, rules: Mapping[str, Any], hint: Any) -> t
     return tuple(_path(r, item, rules, hint) for item in value)
 
 
+def _params(_: TableReader, value: Any, __: Mapping[str, Any], ___: Any) -> Mapping[str, str]:
+    if not isinstance(value, dict) or not all(
+        isinstance(v, str | int) and not isinstance(v, bool) for v in value.values()
+    ):
+        raise ValueError(f'must be a table of the adapter\'s settings such as {{ location_id = "L1" }}, got {value!r}')
+    return MappingProxyType({str(k): str(v) for k, v in value.items()})
+
+
 def _choice(r: TableReader, value: Any, rules: Mapping[str, Any], hint: Any) -> str:
     allowed = typing.get_args(hint)
     text = _str(r, value, rules, hint)
@@ -580,6 +622,10 @@ def _listen(r: TableReader, value: Any, rules: Mapping[str, Any], hint: Any) -> 
     return text
 
 
+def _optional_listen(r: TableReader, value: Any, rules: Mapping[str, Any], hint: Any) -> str:
+    return _listen(r, value, rules, hint) if value != "" else ""
+
+
 def _route(r: TableReader, value: Any, rules: Mapping[str, Any], hint: Any) -> str:
     text = _str(r, value, rules, hint)
     if not text.startswith("/") or any(c in text for c in "?#{} ") or len(text) > 200:
@@ -611,9 +657,11 @@ _CONVERTERS: dict[str, Callable[[TableReader, Any, Mapping[str, Any], Any], Any]
     "path": _path,
     "paths": _paths,
     "choice": _choice,
+    "params": _params,
     "zone": _zone,
     "url": _url,
     "listen": _listen,
+    "optional_listen": _optional_listen,
     "route": _route,
 }
 

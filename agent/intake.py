@@ -4,6 +4,10 @@ Decoding happens before the transaction (it is pure and may fail: then nothing i
 the counter arithmetic runs inside it (`counters.take`), so its state commits with the records.
 The awaited result comes back only once the commit is durable, which is when a transport may
 acknowledge the device.
+
+An intake binds its profile to its source: the source's `params` replace the profile's
+`${name}`s, and a profile whose webhooks are signed needs the source's `secret`; every frame
+is checked against it before anything else (`SignatureError`, nothing written).
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ from zoneinfo import ZoneInfo
 from footfall.agent.buffer import Buffer, BufferError, Txn
 from footfall.agent.config import ConfigError, Problem, SourceConfig
 from footfall.agent.decode.counters import CounterPolicy, TakeResult, take
-from footfall.agent.decode.extract import DecodeContext, DecodeError, Extractor, extract
-from footfall.agent.decode.profile import Profile
+from footfall.agent.decode.extract import DecodeContext, DecodeError, Extraction, Extractor, extract_frame
+from footfall.agent.decode.profile import Profile, ProfileError, bind_profile, param_problems
 from footfall.agent.decode.readings import Reading
+from footfall.agent.decode.signature import verify
 from footfall.agent.sources.base import Frame, SourceHealth
 from footfall.agent.sources.supervise import RateLimitedLog
 
@@ -31,12 +36,120 @@ _SEP = "\x1f"
 ONCE_KEEP_MS = 90 * 86_400_000
 
 
+class SourceIntake:
+    """Decode and commit frames for one configured source; keeps that source's health."""
+
+    def __init__(
+        self,
+        source: SourceConfig,
+        profile: Profile,
+        extractor: Extractor,
+        buffer: Buffer,
+        *,
+        zone: ZoneInfo | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        problems = source_problems(source, profile)
+        if problems:
+            raise ConfigError(f"source {source.name!r}", [Problem("", p) for p in problems])
+        try:
+            profile = bind_profile(profile, {profile.format: extractor}, source.params)
+        except ProfileError as exc:
+            raise ConfigError(f"source {source.name!r} (params of adapter {profile.name})", exc.problems) from None
+        profile = with_source_options(profile, extractor, source)
+        self.source = source
+        self.profile = profile
+        self.extractor = extractor
+        self.buffer = buffer
+        self.context = DecodeContext(source=source.name, zone=zone)
+        self.policy = CounterPolicy(
+            keep_ms=int(profile.dedupe.window * 1000),
+            modulus=profile.modulus,
+            by=profile.dedupe.by,
+            void_needs_sale=profile.dedupe.void_needs_sale,
+        )
+        self.health = SourceHealth(source.name, source.transport, source.adapter)
+        self._clock = clock
+        # A device spewing garbage must not flood the log: one line per minute, with a count.
+        self._rejected_log = RateLimitedLog(log, every=60.0)
+
+    def decode(self, frame: Frame) -> list[Reading]:
+        """The frame's readings; DecodeError (SignatureError for a bad signature) when it does not match the profile."""
+        return self.decode_frame(frame).readings
+
+    def decode_frame(self, frame: Frame) -> Extraction:
+        """Check the frame's signature (if the profile has one), then extract its readings, skipped items and event."""
+        if self.profile.signature is not None:
+            options = self.source.options
+            verify(
+                self.profile.signature,
+                frame.payload,
+                frame.meta,
+                getattr(options, "secret", ""),
+                getattr(options, "public_url", ""),
+            )
+        context = replace(self.context, received_ms=frame.received_ms) if frame.received_ms else self.context
+        return extract_frame(self.profile, self.extractor, frame.payload, context)
+
+    async def __call__(self, frame: Frame, *, once: str = "") -> TakeResult:
+        """Take one frame; returns once its records are durable. Raises DecodeError or BufferError.
+
+        With `once` (a key naming the frame's origin, e.g. a file's name, size, mtime and hash),
+        the key is remembered in the same transaction as the records, and a frame whose key was
+        already taken writes nothing: its readings all count as duplicates.
+        """
+        self.health.received += 1
+        now_ms = int(self._clock() * 1000)
+        try:
+            extraction = self.decode_frame(frame)
+        except DecodeError as exc:
+            self.health.failed(now_ms, "decoding", str(exc))
+            self._rejected_log(
+                "frame_rejected",
+                logging.WARNING,
+                key=self.source.name,
+                source=self.source.name,
+                adapter=self.profile.name,
+                reason=str(exc),
+            )
+            raise
+        policy = self.policy
+        readings = extraction.readings
+        event_key = f"{self.source.name}\x1f{extraction.event_key}" if extraction.event_key else ""
+
+        def commit(txn: Txn) -> TakeResult:
+            if once and not txn.first_seen(f"once{_SEP}{self.source.name}", once, ONCE_KEEP_MS):
+                return TakeResult(readings=len(readings), duplicates=len(readings))
+            return take(txn, readings, policy, event=event_key)
+
+        try:
+            result = await self.buffer.write(commit)
+        except BufferError as exc:
+            self.health.failed(now_ms, "buffering", str(exc))
+            raise
+        # Items the profile's [where] left out count as items read and ignored, like a void of an unknown sale.
+        result.readings += extraction.skipped
+        result.ignored += extraction.skipped
+        self.health.took(now_ms, result.accepted, result.duplicates)
+        event(
+            log,
+            "frame_taken",
+            logging.DEBUG,
+            source=self.source.name,
+            readings=result.readings,
+            records=result.records,
+            ignored=result.ignored,
+            duplicates=result.duplicates,
+        )
+        return result
+
+
 def with_source_options(profile: Profile, extractor: Extractor, source: SourceConfig) -> Profile:
     """The profile with the source's `adapter_options` laid over its format section (ConfigError if wrong).
 
     A Modbus register map or an ESC/POS receipt template differs from one installation to the
     next; the profile gives the defaults, agent.toml the exceptions. A format whose options
-    imply a counter width (a Modbus u16 register) may set the profile's wrap modulus from them.
+    imply a counter width (a Modbus u16 register) sets the profile's wrap modulus from them.
     """
     overrides = getattr(source.options, "adapter_options", None)
     if not overrides:
@@ -67,77 +180,11 @@ def with_source_options(profile: Profile, extractor: Extractor, source: SourceCo
     )
 
 
-class SourceIntake:
-    """Decode and commit frames for one configured source; keeps that source's health."""
-
-    def __init__(
-        self,
-        source: SourceConfig,
-        profile: Profile,
-        extractor: Extractor,
-        buffer: Buffer,
-        *,
-        zone: ZoneInfo | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.source = source
-        self.extractor = extractor
-        self.buffer = buffer
-        self.profile = with_source_options(profile, extractor, source)
-        self.context = DecodeContext(source=source.name, zone=zone)
-        self.policy = CounterPolicy(keep_ms=int(profile.dedupe.window * 1000), modulus=self.profile.modulus)
-        self.health = SourceHealth(source.name, source.transport, source.adapter)
-        self._clock = clock
-        # A device spewing garbage must not flood the log: one line per minute, with a count.
-        self._rejected_log = RateLimitedLog(log, every=60.0)
-
-    def decode(self, frame: Frame) -> list[Reading]:
-        """The frame's readings; DecodeError when it does not match the profile."""
-        context = replace(self.context, received_ms=frame.received_ms) if frame.received_ms else self.context
-        return extract(self.profile, self.extractor, frame.payload, context)
-
-    async def __call__(self, frame: Frame, *, once: str = "") -> TakeResult:
-        """Take one frame; returns once its records are durable. Raises DecodeError or BufferError.
-
-        With `once` (a key naming the frame's origin, e.g. a file's name, size, mtime and hash),
-        the key is remembered in the same transaction as the records, and a frame whose key was
-        already taken writes nothing: its readings all count as duplicates.
-        """
-        self.health.received += 1
-        now_ms = int(self._clock() * 1000)
-        try:
-            readings = self.decode(frame)
-        except DecodeError as exc:
-            self.health.failed(now_ms, "decoding", str(exc))
-            self._rejected_log(
-                "frame_rejected",
-                logging.WARNING,
-                key=self.source.name,
-                source=self.source.name,
-                adapter=self.profile.name,
-                reason=str(exc),
-            )
-            raise
-        policy = self.policy
-
-        def commit(txn: Txn) -> TakeResult:
-            if once and not txn.first_seen(f"once{_SEP}{self.source.name}", once, ONCE_KEEP_MS):
-                return TakeResult(readings=len(readings), duplicates=len(readings))
-            return take(txn, readings, policy)
-
-        try:
-            result = await self.buffer.write(commit)
-        except BufferError as exc:
-            self.health.failed(now_ms, "buffering", str(exc))
-            raise
-        self.health.took(now_ms, result.readings - result.duplicates, result.duplicates)
-        event(
-            log,
-            "frame_taken",
-            logging.DEBUG,
-            source=self.source.name,
-            readings=result.readings,
-            records=result.records,
-            duplicates=result.duplicates,
+def source_problems(source: SourceConfig, profile: Profile) -> list[str]:
+    """What a source lacks for its adapter: params it must give or cannot give, a secret for signed webhooks."""
+    problems = param_problems(profile, source.params)
+    if profile.signature is not None and not getattr(source.options, "secret", ""):
+        problems.append(
+            f"adapter {profile.name} checks {profile.signature.scheme} webhook signatures: set the source's secret"
         )
-        return result
+    return problems

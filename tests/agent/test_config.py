@@ -112,7 +112,7 @@ path = "/push/entrance"
         "upload.max_records: must be at least 1",
         "upload.max_age:",
         "http_push.listen: must be host:port",
-        "collectr: unknown key; allowed here: agent, collector, buffer, upload, http_push, sources",
+        "collectr: unknown key; allowed here: agent, collector, buffer, upload, http_push, heartbeat, metrics, sources",
         "(did you mean 'collector'?)",
         "sources[1].path: must be a URL path starting with /",
         "sources[2].transport: unknown transport 'carrier-pigeon' (source 'door'); allowed: http_push, serial, modbus",
@@ -136,7 +136,8 @@ def test_duplicate_names_and_paths(tmp_path: Path) -> None:
 def test_a_typo_in_a_transport_key_is_named(tmp_path: Path) -> None:
     problems = _problems(SOURCE.replace("path =", "pth ="), tmp_path)
     assert any(
-        "sources[0].pth: unknown key (source 'entrance'); allowed here: path, token (did you mean 'path'?)" in p
+        "sources[0].pth: unknown key (source 'entrance'); allowed here: path, token, secret, public_url "
+        "(did you mean 'path'?)" in p
         for p in problems
     )
     assert any("sources[0].path: required (source 'entrance')" in p for p in problems)

@@ -9,12 +9,16 @@ from zoneinfo import ZoneInfo
 import pytest
 from footfall.agent.buffer import Buffer
 from footfall.agent.config import TRANSPORT_OPTIONS, AgentConfig, HttpPushOptions, SourceConfig
-from footfall.agent.decode.extract import DecodeContext, DecodeError, JsonExtractor, default_extractors, extract
+from footfall.agent.decode.extract import DecodeContext, DecodeError, default_extractors, extract
 from footfall.agent.decode.formats.binary import BinaryExtractor
 from footfall.agent.decode.formats.csv import CsvExtractor
 from footfall.agent.decode.formats.escpos import EscposExtractor
+from footfall.agent.decode.formats.form import FormExtractor
+from footfall.agent.decode.formats.json import JsonExtractor
 from footfall.agent.decode.formats.milesight import MilesightExtractor
 from footfall.agent.decode.formats.modbus import ModbusExtractor
+from footfall.agent.decode.formats.tree import TreePath
+from footfall.agent.decode.formats.xml import XmlExtractor
 from footfall.agent.decode.profile import ProfileError, load_profiles
 from footfall.agent.intake import SourceIntake
 from footfall.agent.pipeline import Pipeline
@@ -75,7 +79,7 @@ temperature = { path = "t" }
         "profile.modulus: only a cumulative counter wraps",
         "time.naive: must be one of reject, site",
         "json.items[0]: cannot read path 'data..x'",
-        "xml: unknown key",
+        "xml: a [xml] section belongs to format = 'xml' profiles",
         "fields.temperature: unknown key for a count/interval profile",
         "fields.start.decimals: only amount takes decimals",
         "fields.end: needs exactly one of path (where the frame has it) or value (a constant)",
@@ -98,6 +102,8 @@ def test_registries_map_each_name_to_its_class(tmp_path: Path) -> None:
     extractors = default_extractors()
     formats = {
         "json": JsonExtractor,
+        "form": FormExtractor,
+        "xml": XmlExtractor,
         "binary": BinaryExtractor,
         "escpos": EscposExtractor,
         "modbus": ModbusExtractor,
@@ -123,14 +129,19 @@ def test_registries_map_each_name_to_its_class(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("path", "steps"),
     [
-        ("$", ()),
-        ("counts", ("counts",)),
-        ("$.a.b[2]", ("a", "b", 2)),
-        ('["sensor-time"].time', ("sensor-time", "time")),
+        ("$", (0, ())),
+        ("counts", (0, (("key", "counts"),))),
+        ("$.a.b[2]", (0, (("key", "a"), ("key", "b"), ("index", 2)))),
+        ('["sensor-time"].time', (0, (("key", "sensor-time"), ("key", "time")))),
+        ("content.element[*].measurement[*]", (0, (("key", "content"), ("key", "element"), ("all",),
+                                                    ("key", "measurement"), ("all",)))),
+        ("../../element-name", (2, (("key", "element-name"),))),
+        ("/sensor-time.timezone", (-1, (("key", "sensor-time"), ("key", "timezone")))),
+        ("value[label=fw].value", (0, (("key", "value"), ("match", "label", "fw"), ("key", "value")))),
     ],
 )
-def test_json_paths(path: str, steps: tuple[object, ...]) -> None:
-    assert JsonExtractor().compile_path(path) == steps
+def test_json_paths(path: str, steps: tuple[int, tuple[object, ...]]) -> None:
+    assert JsonExtractor().compile_path(path) == TreePath(path, *steps)
 
 
 def test_every_bad_field_of_a_frame_is_named() -> None:

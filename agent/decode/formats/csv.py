@@ -83,20 +83,30 @@ class CsvExtractor(NamedValues):
             text = payload.decode(options.encoding)
         except (UnicodeDecodeError, LookupError) as exc:
             raise DecodeError(f"file is not {options.encoding} text: {exc}") from None
+        if text and not text.endswith(("\n", "\r")):
+            # Every exporter ends its last row with a line break; without one the file was cut off
+            # (a half-copied file), and its last number may be shortened: refuse rather than guess.
+            raise DecodeError("the last row has no line break: the file looks cut off")
         reader = csv.DictReader(io.StringIO(text), delimiter=options.delimiter)
-        if not reader.fieldnames or len(reader.fieldnames) < 2:
+        try:
+            fieldnames = reader.fieldnames
+            rows = list(reader)
+        except csv.Error as exc:
+            raise DecodeError(f"not CSV: {exc}") from None
+        if not fieldnames or len(fieldnames) < 2:
             raise DecodeError(f"no header row with {options.delimiter!r}-separated column names")
         lines: list[str] = []
         if options.line_columns:
             pattern = re.compile(re.escape(options.line_columns["entries"]).replace(r"\{line\}", "([^_]+)"))
-            lines = [m.group(1) for name in reader.fieldnames if (m := pattern.fullmatch(name.strip()))]
+            lines = [m.group(1) for name in fieldnames if (m := pattern.fullmatch(name.strip()))]
             if not lines:
                 raise DecodeError(f"no column matches {options.line_columns['entries']!r} in the header")
+            header = {name.strip() for name in fieldnames}
+            for line in lines:
+                for template in options.line_columns.values():
+                    if template.replace("{line}", line) not in header:
+                        raise DecodeError(f"line {line}: no column {template.replace('{line}', line)!r} in the header")
         out: list[tuple[str, Any]] = []
-        try:
-            rows = list(reader)
-        except csv.Error as exc:
-            raise DecodeError(f"not CSV: {exc}") from None
         for number, row in enumerate(rows, start=2):
             if None in row or any(v is None for v in row.values()):
                 raise DecodeError(f"row {number}: not as many cells as the header has columns")

@@ -58,6 +58,8 @@ class MilesightExtractor(NamedValues):
             body = json.loads(payload.decode("utf-8-sig"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise DecodeError(f"body is not JSON: {exc}") from None
+        except RecursionError:
+            raise DecodeError("body is not JSON we can read: nested too deeply") from None
         if not isinstance(body, dict):
             raise DecodeError("body: expected a JSON object")
         key = "line_periodic_data" if options.data == "periodic" else "line_total_data"

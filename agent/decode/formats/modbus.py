@@ -130,7 +130,7 @@ class ModbusExtractor(NamedValues):
         try:
             doc = json.loads(payload)
             words: dict[str, dict[str, int]] = doc["registers"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise DecodeError(f"not a modbus register frame: {payload[:60]!r}") from None
         item: dict[str, Any] = {}
         for name, register in options.registers.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from footfall.agent.decode.extract import ABSENT
+from footfall.agent.decode.formats.tree import ABSENT
 
 _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
 
