@@ -36,6 +36,8 @@ def counting(profile: Profile) -> str:
 
 def time_convention(profile: Profile) -> str:
     """How the profile reads the device's times."""
+    if any(spec.path == "@received" for spec in profile.fields.values() if spec.kind == "time"):
+        return "the device sends no time: a reading's time is when the agent received it (UTC)"
     fmt = profile.time.format
     if fmt in ("epoch_s", "epoch_ms"):
         return f"{fmt} (UTC)"
@@ -62,6 +64,15 @@ def resends(profile: Profile) -> str:
     return how
 
 
+def transport(profile: Profile) -> str:
+    """The transport a profile is made for: serial when it frames a byte stream, modbus for a register map."""
+    if profile.framing is not None:
+        return "serial"
+    if profile.format == "modbus":
+        return "modbus"
+    return "http_push" if profile.signature else "any"
+
+
 def describe(profile: Profile) -> dict[str, Any]:
     """One profile as a JSON-ready dict."""
     needs: list[str] = []
@@ -73,7 +84,7 @@ def describe(profile: Profile) -> dict[str, Any]:
         "name": profile.name,
         "description": profile.description,
         "file": profile.source,
-        "transport": getattr(profile, "transport", "") or ("http_push" if profile.signature else "any"),
+        "transport": transport(profile),
         "format": profile.format,
         "reading": profile.reading,
         "counting": counting(profile),
