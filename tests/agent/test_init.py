@@ -209,14 +209,6 @@ def terminal() -> Iterator[Callable[[list[str]], Terminal]]:
             term.proc.wait(timeout=30)
 
 
-def _skip_webhook_keys(term: Terminal) -> None:
-    """The http_push keys of signed webhooks, left empty for unsigned devices."""
-    term.expect(r"secret: .*: ")
-    term.type("")
-    term.expect(r"public_url: .*: ")
-    term.type("")
-
-
 def test_the_wizard_in_a_terminal(tmp_path: Path, terminal: Callable[[list[str]], Terminal]) -> None:
     port = free_port()
     output = tmp_path / "agent.toml"
@@ -228,12 +220,12 @@ def test_the_wizard_in_a_terminal(tmp_path: Path, terminal: Callable[[list[str]]
     term.expect(r"Address devices POST to.*: ")
     term.type(f"127.0.0.1:{port}")
     listing = term.expect(r"Device 1: adapter number or name.*: ")
-    # Numbered in name order: its number moves as adapters are added.
-    listed = re.search(r"(\d+)\. generic-json-counter\s+Any people counter", listing)
-    assert listed, listing
+    # The catalogue is numbered alphabetically; pick the counter by its number, as a technician would.
+    found = re.search(r"(\d+)\. generic-json-counter\s+Any people counter", listing)
+    assert found, listing
     term.type("420")
     term.expect(r"no adapter '420'.*\n.*Device 1: adapter.*: ")
-    term.type(listed.group(1))
+    term.type(found.group(1))
     term.expect(r"Device name.*: ")
     term.type("entrance")
     term.expect(r"Transport \(http_push, serial, .*\) \[http_push\]: ")
@@ -242,7 +234,6 @@ def test_the_wizard_in_a_terminal(tmp_path: Path, terminal: Callable[[list[str]]
     term.type("")
     term.expect(r"token: .*: ")
     term.type("")
-    _skip_webhook_keys(term)
     term.expect(r"waiting up to 30 s for entrance to POST to http://127\.0\.0\.1:\d+/push/entrance \(Enter skips\)")
     assert post_when_listening(port, "/push/entrance", COUNT)[0] == 503
     term.expect(r"entrance: got 1 reading\(s\) from 127\.0\.0\.1\n\s+count entrance/main 10:00-10:01 UTC: 3 in")
@@ -256,7 +247,6 @@ def test_the_wizard_in_a_terminal(tmp_path: Path, terminal: Callable[[list[str]]
     term.type("")
     term.expect(r"token: .*: ")
     term.type("")
-    _skip_webhook_keys(term)
     term.expect(r"waiting up to 30 s for till .*\(Enter skips\)")
     term.type("")
     term.expect(r"WARNING: till: no message within 30 s; written without a probe")
