@@ -230,7 +230,7 @@ class Ingest:
             await self.store.ensure_for(conn, batch.records)
             async with conn.transaction():
                 cur = await conn.execute(
-                    "SELECT a.status, a.public_key, a.hw_seq, a.org_id, a.site_id, s.timezone "
+                    "SELECT a.status, a.public_key, a.hw_seq, a.org_id, a.site_id, s.timezone, s.day_reset "
                     "FROM agents a JOIN sites s ON s.org_id = a.org_id AND s.id = a.site_id "
                     "WHERE a.id = %s FOR UPDATE OF a",
                     (batch.agent,),
@@ -238,7 +238,7 @@ class Ingest:
                 row = await cur.fetchone()
                 if row is None:
                     raise AuthError(f"agent {batch.agent!r} is not enrolled with this collector", code="unknown_agent")
-                status, public_key, hw_seq, org_id, site_id, timezone = row
+                status, public_key, hw_seq, org_id, site_id, timezone, day_reset = row
                 if status != "active":
                     self.keys.drop(batch.agent)
                     raise AuthError(f"agent {batch.agent!r} has been revoked; enroll it again", code="revoked_agent")
@@ -247,7 +247,8 @@ class Ingest:
                     raise BadSignature("the agent's key changed while this batch was verified; send it again")
                 fresh = [r for r in batch.records if r.seq > hw_seq]
                 if fresh:
-                    await self.store.write(conn, AgentContext(batch.agent, org_id, site_id, ZoneInfo(timezone)), fresh)
+                    ctx = AgentContext(batch.agent, org_id, site_id, ZoneInfo(timezone), day_reset)
+                    await self.store.write(conn, ctx, fresh)
                 acked = max(hw_seq, batch.seq_last)
                 await conn.execute(
                     "UPDATE agents SET hw_seq = %s, last_seen_at = now(), clock_skew_s = %s WHERE id = %s",
