@@ -22,8 +22,11 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from footfall.logs import event
 
+from .api import sites as sites_api
 from .api.agents import enroll_handler, list_agents_handler
-from .api.metrics import footfall_handler
+from .api.metrics import footfall_handler, group_metrics_handler, site_metrics_handler
+from .api.openapi import openapi_handler
+from .cache import AnswerCache, listen
 from .http import add_server_time, error_middleware
 from .ingest import Ingest
 from .settings import CollectorSettings
@@ -48,6 +51,19 @@ def make_app(dsn: str, settings: CollectorSettings | None = None) -> web.Applica
     app.router.add_get("/v1/sites/{site}/footfall", footfall_handler)
     app.router.add_get("/v1/admin/agents", list_agents_handler)
     app.router.add_get("/v1/health", health_handler)
+    # The analysts' API (collector/api/metrics.py, collector/api/sites.py) and its document.
+    app.router.add_get("/v1/openapi.json", openapi_handler)
+    app.router.add_get("/v1/organization", sites_api.organization_handler)
+    app.router.add_get("/v1/sites", sites_api.list_sites_handler)
+    app.router.add_get("/v1/sites/{site}", sites_api.site_handler)
+    app.router.add_get("/v1/sites/{site}/sensors", sites_api.sensors_handler)
+    app.router.add_get("/v1/sites/{site}/outages", sites_api.outages_handler)
+    app.router.add_get("/v1/sites/{site}/metrics", site_metrics_handler)
+    app.router.add_get("/v1/metrics", group_metrics_handler)
+    app.router.add_patch("/v1/admin/organization", sites_api.organization_update_handler)
+    app.router.add_post("/v1/admin/sites", sites_api.create_site_handler)
+    app.router.add_patch("/v1/admin/sites/{site}", sites_api.update_site_handler)
+    app.router.add_patch("/v1/admin/sites/{site}/sensors/{sensor}", sites_api.update_sensor_handler)
     return app
 
 
@@ -67,9 +83,11 @@ def _lifetime(dsn: str, settings: CollectorSettings) -> Callable[[web.Applicatio
         await pool.open(wait=False)
         store = Store()
         ingest = Ingest(pool, store, window_s=settings.timestamp_window, max_body=settings.max_body)
-        app[STATE] = CollectorState(settings, pool, store, ingest)
+        cache = AnswerCache()
+        app[STATE] = CollectorState(settings, pool, store, ingest, cache)
         stop = asyncio.Event()
         maintenance = asyncio.create_task(_make_partitions(pool, store, stop), name="collector-partitions")
+        listener = asyncio.create_task(listen(dsn, cache, stop), name="collector-cache-listener")
         try:
             yield
         finally:
@@ -77,6 +95,7 @@ def _lifetime(dsn: str, settings: CollectorSettings) -> Callable[[web.Applicatio
             # connection or a query can leave the pool unable to close.
             stop.set()
             await maintenance
+            await listener
             await pool.close()
 
     return lifetime
@@ -105,4 +124,6 @@ async def health_handler(request: web.Request) -> web.Response:
     state = request.app[STATE]
     async with state.pool.connection() as conn:
         await conn.execute("SELECT 1")
-    return web.json_response({"status": "ok", "database": "ok", "ingest": state.ingest.stats.as_json()})
+    return web.json_response({
+        "status": "ok", "database": "ok", "ingest": state.ingest.stats.as_json(), "cache": state.cache.stats.as_json(),
+    })

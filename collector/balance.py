@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 ONE_DAY = timedelta(days=1)
+QUARTER = timedelta(minutes=15)
 
 
 def reset_at(day: date, reset: time, zone: ZoneInfo) -> datetime:

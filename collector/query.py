@@ -393,9 +393,9 @@ def _coverage_by_quarter(
         index = mask.find("1")
         while index >= 0:
             quarter = start + index * QUARTER
-            key = keys.get(quarter)
-            if key is not None and (since is None or quarter >= since) and (until is None or quarter < until):
-                series.buckets[key].reported += 1
+            found = keys.get(quarter)
+            if found is not None and (since is None or quarter >= since) and (until is None or quarter < until):
+                series.buckets[found].reported += 1
             index = mask.find("1", index + 1)
 
 

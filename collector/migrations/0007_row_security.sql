@@ -57,3 +57,5 @@ GRANT SELECT, UPDATE (week_start) ON organizations TO footfall_api;
 -- The fleet_admin API manages sites and retires sensors under the same boundary.
 GRANT INSERT, UPDATE ON sites TO footfall_api;
 GRANT UPDATE (retired_at) ON site_sensors TO footfall_api;
+-- Changing a site's day_reset replays its estimated occupancy (footfall_refresh_balance).
+GRANT INSERT, UPDATE ON balance_day TO footfall_api;
