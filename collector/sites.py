@@ -161,6 +161,11 @@ def check_changes(changes: dict[str, Any]) -> dict[str, Any]:
                 values[name] = check(changes[name])
             except SettingsError as exc:
                 problems += exc.problems
+    if "opening_hours" in changes or "hours_exceptions" in changes:
+        try:  # each on its own here; update_site checks them again together with the stored ones
+            parse_opening_hours(changes.get("opening_hours") or {}, changes.get("hours_exceptions", {}))
+        except SettingsError as exc:
+            problems += exc.problems
     if "name" in changes:
         name = changes["name"]
         if not isinstance(name, str) or not 1 <= len(name.strip()) <= 200:
