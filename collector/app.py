@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -29,6 +29,7 @@ from .api.openapi import openapi_handler
 from .cache import AnswerCache, listen
 from .http import add_server_time, error_middleware
 from .ingest import Ingest
+from .partitions import drop_expired
 from .settings import CollectorSettings
 from .state import STATE, CollectorState
 from .store import Store
@@ -86,7 +87,9 @@ def _lifetime(dsn: str, settings: CollectorSettings) -> Callable[[web.Applicatio
         cache = AnswerCache()
         app[STATE] = CollectorState(settings, pool, store, ingest, cache)
         stop = asyncio.Event()
-        maintenance = asyncio.create_task(_make_partitions(pool, store, stop), name="collector-partitions")
+        maintenance = asyncio.create_task(
+            _make_partitions(pool, store, stop, settings.raw_retention), name="collector-partitions"
+        )
         listener = asyncio.create_task(listen(dsn, cache, stop), name="collector-cache-listener")
         try:
             yield
@@ -105,12 +108,17 @@ async def _ingest(request: web.Request) -> web.StreamResponse:
     return await request.app[STATE].ingest.handle(request)
 
 
-async def _make_partitions(pool: AsyncConnectionPool[Any], store: Store, stop: asyncio.Event) -> None:
-    """Create this month's and the next months' partitions now and every hour, until `stop` is set."""
+async def _make_partitions(
+    pool: AsyncConnectionPool[Any], store: Store, stop: asyncio.Event, retention_s: float = 0.0
+) -> None:
+    """Create this month's and the next months' partitions now and every hour (and apply the raw
+    retention, when set), until `stop` is set."""
     while not stop.is_set():
         try:
             async with pool.connection() as conn:
                 await store.ensure_ahead(conn, datetime.now(UTC))
+                if retention_s:
+                    await drop_expired(conn, store, timedelta(seconds=retention_s))
             delay = PARTITION_INTERVAL_S
         except (psycopg.OperationalError, PoolTimeout) as exc:
             event(log, "partitions_ahead_failed", logging.WARNING, error=str(exc).strip(), retry_in_s=PARTITION_RETRY_S)

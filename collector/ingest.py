@@ -215,6 +215,13 @@ class Ingest:
         for attempt in range(1, _RETRIES + 1):
             try:
                 return await self._commit_once(batch, key, skew_s)
+            except psycopg.errors.CheckViolation as exc:
+                # A partition this process believed in was dropped (raw retention, possibly by another
+                # collector): forget what it knows about partitions and make them again.
+                if "no partition" not in str(exc) or attempt == _RETRIES:
+                    raise
+                event(log, "partition_missing", logging.WARNING, agent=batch.agent, error=str(exc).strip())
+                self.store.forget_all()
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
                 # Nothing was committed: retrying the whole transaction is safe.
                 event(log, "batch_retry", logging.WARNING, agent=batch.agent, attempt=attempt, error=str(exc))

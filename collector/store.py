@@ -230,6 +230,14 @@ class Store:
             for statement, params in statements:
                 await cur.execute(statement.encode(), params)
 
+    def forget(self, partitions: set[tuple[str, date]]) -> None:
+        """Partitions dropped (by retention): make them again if a batch needs them."""
+        self._known -= partitions
+
+    def forget_all(self) -> None:
+        """Check every partition again (one was dropped behind this process's back)."""
+        self._known.clear()
+
     async def _native_tables(self, conn: Conn) -> frozenset[str]:
         """The tables partitioned natively (not TimescaleDB hypertables): those need partitions made."""
         if self._native is None:
