@@ -11,6 +11,7 @@ Both use the spans computed here, so the database and the API agree on every loc
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -32,8 +33,9 @@ def reset_before(moment: datetime, reset: time, zone: ZoneInfo) -> datetime:
     return instant if instant <= moment else reset_at(day - ONE_DAY, reset, zone)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def day_start(day: date, zone: ZoneInfo) -> datetime:
-    """The first instant of the local `day`."""
+    """The first instant of the local `day` (memoised: answers ask for the same days over and over)."""
     return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
 
 

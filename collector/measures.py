@@ -33,6 +33,7 @@ PER_CURRENCY = frozenset({"revenue", "atv", "sales_per_visitor"})
 NEEDS_COUNTS = frozenset({"entries", "exits", "visitors", "conversion", "sales_per_visitor"})
 NEEDS_SALES = frozenset({"transactions", "revenue", "conversion", "atv", "sales_per_visitor", "items_per_transaction"})
 NEEDS_OCCUPANCY = frozenset({"occupancy"})
+_DERIVED = frozenset({"revenue", "conversion", "atv", "sales_per_visitor", "items_per_transaction"})
 SALES_FIELDS = 7  # sales_count, sales_amount, refunds_count, refunds_amount, voids_count, voids_amount, items
 
 
@@ -85,34 +86,30 @@ def _number(value2: int) -> int | float:
 def derive(totals: Totals, metrics: tuple[str, ...], currencies: list[str]) -> dict[str, Any]:
     """The requested metrics (and the completeness fields) of one bucket; per-currency metrics list every currency."""
     visitors2 = totals.visitors2
-    transactions_by = {c: v[0] - v[4] for c, v in totals.sales.items()}
-    revenue = {c: v[1] - v[3] - v[5] for c, v in totals.sales.items()}
-    transactions = sum(transactions_by.values())
-    items = sum(v[6] for v in totals.sales.values())
-    values: dict[str, Any] = {}
-    for metric in metrics:
-        if metric == "entries":
-            values[metric] = totals.entries
-        elif metric == "exits":
-            values[metric] = totals.exits
-        elif metric == "visitors":
-            values[metric] = _number(visitors2)
-        elif metric == "occupancy":
-            values[metric] = totals.occupancy
-        elif metric == "transactions":
-            values[metric] = transactions
-        elif metric == "revenue":
-            values[metric] = {c: revenue.get(c, 0) for c in currencies}
-        elif metric == "conversion":
-            values[metric] = _ratio(2 * transactions, visitors2)
-        elif metric == "atv":
-            values[metric] = {c: _ratio(revenue.get(c, 0), transactions_by.get(c, 0)) for c in currencies}
-        elif metric == "sales_per_visitor":
-            values[metric] = {c: _ratio(2 * revenue.get(c, 0), visitors2) for c in currencies}
-        elif metric == "items_per_transaction":
-            values[metric] = _ratio(items, transactions)
+    if totals.sales:
+        by = {c: v[0] - v[4] for c, v in totals.sales.items()}
+        revenue = {c: v[1] - v[3] - v[5] for c, v in totals.sales.items()}
+        transactions = sum(by.values())
+        items = sum(v[6] for v in totals.sales.values())
+    else:
+        by, revenue, transactions, items = {}, {}, 0, 0
+    every: dict[str, Any] = {
+        "entries": totals.entries,
+        "exits": totals.exits,
+        "visitors": _number(visitors2),
+        "occupancy": totals.occupancy,
+        "transactions": transactions,
+    }
+    if not _DERIVED.isdisjoint(metrics):
+        every["revenue"] = {c: revenue.get(c, 0) for c in currencies}
+        every["conversion"] = _ratio(2 * transactions, visitors2)
+        every["atv"] = {c: _ratio(revenue.get(c, 0), by.get(c, 0)) for c in currencies}
+        every["sales_per_visitor"] = {c: _ratio(2 * revenue.get(c, 0), visitors2) for c in currencies}
+        every["items_per_transaction"] = _ratio(items, transactions)
+    values = {metric: every[metric] for metric in metrics}
     share = min(1.0, totals.reported / totals.expected) if totals.expected else None
     values["completeness"] = round(share, 6) if share is not None else None
     values["gap"] = totals.gap
     values["complete"] = share == 1.0 and not totals.gap
     return values
+

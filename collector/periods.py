@@ -23,6 +23,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+from .balance import day_start
+
 Granularity = Literal["15m", "hour", "day", "week", "month"]
 GRANULARITIES: tuple[Granularity, ...] = ("15m", "hour", "day", "week", "month")
 INTRADAY: frozenset[str] = frozenset({"15m", "hour"})
@@ -139,8 +141,7 @@ def site_buckets(
     stop = end.date()
     while day < stop:
         following = next_period(day, granularity)
-        buckets.append(SiteBucket(day, localize(datetime.combine(day, time(0)), zone),
-                                  localize(datetime.combine(following, time(0)), zone)))
+        buckets.append(SiteBucket(day, day_start(day, zone), day_start(following, zone)))
         day = following
     return buckets
 

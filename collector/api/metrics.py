@@ -15,7 +15,6 @@ Needs an analyst or fleet_admin key; another organization's site answers 404, li
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from aiohttp import web
 
@@ -29,7 +28,7 @@ from ..state import STATE, CollectorState
 from ..tenancy import tenant_connection
 from .auth import authenticate
 from .params import Options, group_bounds, options, response_format, site_bounds
-from .render import answer_document, etag_of, is_closed, send
+from .render import Rendered, answer_document, is_closed, rendered, send
 
 READERS = ("analyst", "fleet_admin")
 
@@ -43,8 +42,8 @@ async def site_metrics_handler(request: web.Request) -> web.StreamResponse:
         site = await _one_site(conn, principal.org_id, request.match_info["site"])
         opts = options(request.query, await week_start_of(conn, principal.org_id))
         start, end = site_bounds(request.query, site, opts)
-        document, tag, last = await _answer(request, state, conn, principal.org_id, (site,), start, end, opts, True)
-    return await send(request, document, tag, fmt, is_closed(last))
+        answer, last = await _answer(request, state, conn, principal.org_id, (site,), start, end, opts, True)
+    return await send(request, answer, fmt, is_closed(last))
 
 
 async def group_metrics_handler(request: web.Request) -> web.StreamResponse:
@@ -63,10 +62,8 @@ async def group_metrics_handler(request: web.Request) -> web.StreamResponse:
             raise NotFound("no site of this key's organization matches", code="unknown_site")
         opts = options(request.query, await week_start_of(conn, principal.org_id))
         start, end = group_bounds(request.query, opts)
-        document, tag, last = await _answer(
-            request, state, conn, principal.org_id, tuple(sites), start, end, opts, False
-        )
-    return await send(request, document, tag, fmt, is_closed(last))
+        answer, last = await _answer(request, state, conn, principal.org_id, tuple(sites), start, end, opts, False)
+    return await send(request, answer, fmt, is_closed(last))
 
 
 async def footfall_handler(request: web.Request) -> web.StreamResponse:
@@ -113,8 +110,8 @@ async def _answer(
     end: datetime,
     opts: Options,
     single: bool,
-) -> tuple[dict[str, Any], str, datetime]:
-    """(document, etag, end of the latest range), from the cache or computed now."""
+) -> tuple[Rendered, datetime]:
+    """The answer and the end of its latest range, from the cache or computed now."""
     query = MetricsQuery(org_id, sites, start, end, opts.granularity, opts.week_start, opts.metrics,
                          opts.trading_hours)
     other: MetricsQuery | None = None
@@ -125,21 +122,20 @@ async def _answer(
     spans = [utc_span(query)] + ([utc_span(other)] if other is not None else [])
     lo, hi = min(s[0] for s in spans), max(s[1] for s in spans)
 
-    async def build() -> tuple[dict[str, Any], str]:
+    async def build() -> Rendered:
         series = await compute(conn, query)
         compared: tuple[str, Series, MetricsQuery] | None = None
         if other is not None and opts.compare is not None:
             compared = (opts.compare, await compute(conn, other), other)
-        document = answer_document(series, query, single=single, comparison=compared)
-        return document, etag_of(document)
+        return rendered(answer_document(series, query, single=single, comparison=compared))
 
     if "no-cache" in request.headers.get("Cache-Control", ""):
-        document, tag = await build()
+        answer = await build()
     else:
         key = (org_id, tuple(s.id for s in sites), _wall_key(start), _wall_key(end), opts, single)
         scope = Scope(org_id, frozenset(s.id for s in sites), lo, hi)
-        document, tag = await state.cache.get(key, scope, build)
-    return document, tag, hi
+        answer = await state.cache.get(key, scope, build)
+    return answer, hi
 
 
 def _wall_key(wall: datetime) -> tuple[str, int]:

@@ -1,11 +1,11 @@
 """Metrics answers as JSON or CSV: the answer document, its ETag, conditional requests, and streaming.
 
-An answer is built once as a plain document (cached by collector/cache.py) and rendered per
-request. Large answers (a year of days across many sites, with a comparison) are written in
-chunks as they are encoded, never as one string. Every answer carries an ETag (a digest of the
-document and the format) and is answered 304 to a matching If-None-Match. Cache-Control: a range
-that has ended is `private, max-age=300` (late uploads are rare and the ETag revalidates them);
-one still running is `private, no-cache`.
+An answer is built once as a plain document and encoded to JSON once (both cached by
+collector/cache.py); the range limits keep it small (at most 1,344 buckets and a comparison, a
+few MB), and it is sent in 64 KiB chunks. CSV is encoded row by row as it is sent. Every answer
+carries an ETag (the JSON's digest, with the format) and is answered 304 to a matching
+If-None-Match. Cache-Control: a range that has ended is `private, max-age=300` (late uploads are
+rare, and the ETag revalidates them); one still running is `private, no-cache`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,10 +34,14 @@ def buckets_json(series: Series, query: MetricsQuery, single: bool) -> list[dict
     """One object per bucket: its bounds, then the metrics and completeness fields."""
     out: list[dict[str, Any]] = []
     zone = query.sites[0].zone
+    labels: dict[datetime, str] = {}  # a bucket's end is the next one's start: format each instant once
     for key in series.keys:
         if single:
             start, end = series.spans[key]
-            head: dict[str, Any] = {"start": local_iso(start, zone), "end": local_iso(end, zone)}
+            for instant in (start, end):
+                if instant not in labels:
+                    labels[instant] = local_iso(instant, zone)
+            head: dict[str, Any] = {"start": labels[start], "end": labels[end]}
         else:
             label, fold = key_label(key)
             head = {"start": label, "end": key_end_label(key, query.granularity), "fold": fold}
@@ -89,27 +94,19 @@ def answer_document(
     return document
 
 
-def etag_of(document: dict[str, Any]) -> str:
-    """A strong validator of the document (the format is appended when sending)."""
-    digest = hashlib.sha256(json.dumps(document, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-    return digest[:32]
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """An answer document, its JSON and the JSON's digest (the ETag, before the format is appended)."""
+
+    document: dict[str, Any]
+    body: bytes
+    tag: str
 
 
-def json_chunks(value: Any) -> Iterator[str]:
-    """JSON text of `value` in pieces: big lists item by item, everything else whole."""
-    if isinstance(value, dict):
-        yield "{"
-        for i, (key, item) in enumerate(value.items()):
-            yield ("," if i else "") + json.dumps(key) + ":"
-            yield from json_chunks(item)
-        yield "}"
-    elif isinstance(value, list) and len(value) > 64:
-        yield "["
-        for i, item in enumerate(value):
-            yield ("," if i else "") + json.dumps(item, separators=(",", ":"))
-        yield "]"
-    else:
-        yield json.dumps(value, separators=(",", ":"))
+def rendered(document: dict[str, Any]) -> Rendered:
+    """Encode the document once."""
+    body = json.dumps(document, separators=(",", ":")).encode()
+    return Rendered(document, body, hashlib.sha256(body).hexdigest()[:32])
 
 
 def csv_columns(document: dict[str, Any]) -> list[str]:
@@ -164,11 +161,9 @@ def _cell(value: Any) -> Any:
     return value
 
 
-async def send(
-    request: web.Request, document: dict[str, Any], tag: str, fmt: str, closed: bool
-) -> web.StreamResponse:
-    """Answer with `document` in `fmt`, or 304 when the client's copy is current."""
-    etag = f'"{tag}-{fmt}"'
+async def send(request: web.Request, answer: Rendered, fmt: str, closed: bool) -> web.StreamResponse:
+    """Answer in `fmt`, or 304 when the client's copy is current."""
+    etag = f'"{answer.tag}-{fmt}"'
     headers = {
         "ETag": etag,
         "Cache-Control": f"private, max-age={CLOSED_MAX_AGE_S}" if closed else "private, no-cache",
@@ -177,23 +172,15 @@ async def send(
     if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
         return web.Response(status=304, headers=headers)
     response = web.StreamResponse(headers=headers)
-    if fmt == "csv":
-        response.content_type = "text/csv"
-        chunks = csv_chunks(document)
-    else:
-        response.content_type = "application/json"
-        chunks = json_chunks(document)
+    response.content_type = "text/csv" if fmt == "csv" else "application/json"
     response.charset = "utf-8"
     await response.prepare(request)
-    pending: list[str] = []
-    size = 0
-    for piece in chunks:
-        pending.append(piece)
-        size += len(piece)
-        if size >= _CHUNK:
-            await response.write("".join(pending).encode())
-            pending, size = [], 0
-    await response.write("".join(pending).encode())
+    if fmt == "csv":
+        for piece in csv_chunks(answer.document):
+            await response.write(piece.encode())
+    else:
+        for offset in range(0, len(answer.body), _CHUNK):
+            await response.write(answer.body[offset:offset + _CHUNK])
     await response.write_eof()
     return response
 
