@@ -4,9 +4,10 @@ The balance is replayed quarter by quarter (15-minute UTC buckets, in time order
 quarter's entries and subtracts its exits, never goes below zero, and restarts at zero at the
 site's daily reset time (local, such as 04:00). A quarter starting at a reset instant belongs to
 the new period. Because each value depends on every earlier quarter since the last reset, the
-balance is not a sum the rollups can upsert: ingest asks PostgreSQL to replay the reset periods a
-batch touched (`footfall_refresh_balance`, migrations/0006) and intraday answers replay it here.
-Both use the spans computed here, so the database and the API agree on every local day. Pure: no I/O.
+balance is not a sum the rollups can upsert: ingest marks the local days whose reset periods a
+batch touched as stale, a day answer has PostgreSQL replay them (`footfall_refresh_balance`,
+migrations/0006) before reading their peaks, and intraday answers replay the balance here. Both
+use the spans computed here, so the database and the API agree on every local day. Pure: no I/O.
 """
 
 from __future__ import annotations

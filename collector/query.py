@@ -165,11 +165,21 @@ async def _from_days(conn: Conn, plan: _Plan, series: Series) -> None:
               SELECT c.local_day, c.peak FROM occupancy_day c WHERE {occ_where}
               UNION ALL SELECT c.local_day, c.peak FROM balance_day c WHERE {bal_where}) AS o
             GROUP BY local_day"""))
+        statements.append(("stale", """
+            SELECT c.site_id, min(c.local_day), max(c.local_day) FROM balance_day c
+            WHERE c.org_id = %(org)s AND c.site_id = ANY(%(bal_sites)s) AND c.version > c.refreshed
+              AND c.local_day >= %(first)s AND c.local_day < %(last)s
+            GROUP BY c.site_id"""))
     results: dict[str, list[tuple[Any, ...]]] = {}
     async with conn.pipeline():
         cursors = [(name, await conn.execute(sql.encode(), params)) for name, sql in statements]
     for name, cur in cursors:
         results[name] = await cur.fetchall()
+    if results.get("stale"):
+        # Batches arrived since these days' estimated occupancy was computed: replay, then read again.
+        await _replay_balances(conn, q, results["stale"])
+        occupancy_sql = dict(statements)["occupancy"]
+        results["occupancy"] = await (await conn.execute(occupancy_sql.encode(), params)).fetchall()
     buckets = series.buckets
     for day, entries, exits, visitors2 in results.get("counts", []):
         totals = buckets[key_of[day]]
@@ -189,6 +199,20 @@ async def _from_days(conn: Conn, plan: _Plan, series: Series) -> None:
         for day, peak in results["occupancy"]:
             buckets[key_of[day]].add_occupancy(int(peak))
     _expected_by_day(plan, series, key_of)
+
+
+async def _replay_balances(conn: Conn, q: MetricsQuery, stale: list[tuple[Any, ...]]) -> None:
+    """Recompute the stale days' estimated occupancy of each site (migrations/0006)."""
+    by_id = {s.id: s for s in q.sites}
+    for site_id, first, last in stale:
+        site = by_id[site_id]
+        edges = [balance.day_start(first, site.zone), balance.day_start(last + timedelta(days=1), site.zone) - QUARTER]
+        refresh = balance.refresh_for(edges, site.day_reset, site.zone)
+        assert refresh is not None
+        await conn.execute(
+            "SELECT footfall_refresh_balance(%s, %s, %s::timestamptz[], %s::date[], %s::timestamptz[])",
+            (q.org_id, site_id, refresh.resets, refresh.days, refresh.day_starts),
+        )
 
 
 def _expected_by_day(plan: _Plan, series: Series, key_of: dict[date, Key]) -> None:

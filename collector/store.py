@@ -143,7 +143,11 @@ INSERT INTO occupancy_day AS t (org_id, site_id, agent_id, local_day, sensor, zo
 SELECT %s, %s, %s, u.* FROM unnest(%s::date[], %s::text[], %s::text[], %s::int8[]) AS u
 ON CONFLICT (org_id, site_id, local_day, agent_id, sensor, zone) DO UPDATE SET peak = GREATEST(t.peak, excluded.peak)
 """
-_REFRESH_BALANCE = "SELECT footfall_refresh_balance(%s, %s, %s::timestamptz[], %s::date[], %s::timestamptz[])"
+_MARK_BALANCE = """
+INSERT INTO balance_day AS b (org_id, site_id, local_day, version)
+SELECT %s, %s, d, 1 FROM unnest(%s::date[]) AS d
+ON CONFLICT (org_id, site_id, local_day) DO UPDATE SET version = b.version + 1
+"""
 _NOTIFY = "SELECT pg_notify(%s, %s)"
 
 Conn = psycopg.AsyncConnection[Any]
@@ -324,7 +328,8 @@ def _completeness_statements(ctx: AgentContext, sums: rollups.Rollups) -> list[t
         )))
     refresh = balance.refresh_for(sums.count_quarters, ctx.day_reset, ctx.zone)
     if refresh is not None:
-        out.append((_REFRESH_BALANCE, (*site, refresh.resets, refresh.days, refresh.day_starts)))
+        # The days whose estimated occupancy may have changed: replayed when next asked for (0006).
+        out.append((_MARK_BALANCE, (*site, refresh.days)))
     events = outages.statements(ctx.org_id, ctx.site_id, ctx.agent_id, sums.events)
     out += events
     if events or sums.span is not None:

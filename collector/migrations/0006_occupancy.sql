@@ -31,14 +31,18 @@ CREATE TABLE occupancy_day (
 -- Without occupancy sensors, occupancy is estimated as the running balance of entries minus exits,
 -- quarter by quarter, never below zero, restarting at zero at the site's daily reset time
 -- (sites.day_reset). The balance depends on every earlier quarter since the last reset, so it is
--- not a sum that can be upserted: footfall_refresh_balance recomputes, from counts_15m, the peak
--- balance of each local day whose reset periods a batch touched, and stores it here.
--- Intraday answers compute the balance from counts_15m (at most a day and a reset period of rows).
+-- not a sum that can be upserted. Ingest only bumps `version` of each local day whose reset
+-- periods a batch touched (one small upsert, like the other rollups); a day answer that finds
+-- `version > refreshed` replays those days from counts_15m with footfall_refresh_balance first.
+-- `refreshed` is the version the replay started from, so a batch committed during a replay leaves
+-- the day stale rather than wrongly fresh. Intraday answers replay the balance from counts_15m.
 CREATE TABLE balance_day (
     org_id      text NOT NULL,
     site_id     text NOT NULL,
     local_day   date NOT NULL,
-    peak        bigint NOT NULL CHECK (peak >= 0),
+    peak        bigint NOT NULL DEFAULT 0 CHECK (peak >= 0),
+    version     bigint NOT NULL DEFAULT 0,
+    refreshed   bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (org_id, site_id, local_day)
 );
 
@@ -54,11 +58,16 @@ LANGUAGE plpgsql AS $$
 DECLARE
     balance   bigint := 0;
     peaks     bigint[] := array_fill(0::bigint, ARRAY[cardinality(p_days)]);
+    versions  bigint[];
     next_r    integer := 2;
     day_i     integer := 1;
     quarter   record;
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('ff-balance/' || p_org || '/' || p_site, 0));
+    -- The versions before reading any count: a batch committing from here on keeps its days stale.
+    SELECT array_agg(coalesce(b.version, 0) ORDER BY d.i) INTO versions
+    FROM unnest(p_days) WITH ORDINALITY AS d(day, i)
+    LEFT JOIN balance_day b ON b.org_id = p_org AND b.site_id = p_site AND b.local_day = d.day;
     FOR quarter IN
         SELECT bucket_start, sum(entries) AS e, sum(exits) AS x FROM counts_15m
         WHERE org_id = p_org AND site_id = p_site
@@ -77,8 +86,9 @@ BEGIN
             peaks[day_i] := greatest(peaks[day_i], balance);
         END IF;
     END LOOP;
-    INSERT INTO balance_day AS b (org_id, site_id, local_day, peak)
-    SELECT p_org, p_site, d.day, d.peak FROM unnest(p_days, peaks) AS d(day, peak)
-    ON CONFLICT (org_id, site_id, local_day) DO UPDATE SET peak = excluded.peak;
+    INSERT INTO balance_day AS b (org_id, site_id, local_day, peak, version, refreshed)
+    SELECT p_org, p_site, d.day, d.peak, d.version, d.version FROM unnest(p_days, peaks, versions) AS d(day, peak, version)
+    ON CONFLICT (org_id, site_id, local_day)
+    DO UPDATE SET peak = excluded.peak, refreshed = greatest(b.refreshed, excluded.refreshed);
 END
 $$;

@@ -291,3 +291,22 @@ async def test_comparisons_previous_period_and_last_year_by_weekday(collector: R
                            **{"from": "2026-03-01", "to": "2026-04-01"})
     assert months["comparison"]["from"].startswith("2026-02-01")
     check(months["comparison"], reference([store], date(2026, 2, 1), date(2026, 3, 1), "month"), store.zone, "month")
+
+
+async def test_the_estimated_occupancy_of_a_day_is_replayed_after_each_batch(collector: RunningCollector) -> None:
+    org = await collector.create_org()
+    site = await collector.create_site(org, "lazy", timezone="UTC")
+    agent = await collector.enroll(token=await collector.create_token(site, org))
+    key = await collector.create_api_key(org)
+    t0 = datetime(2026, 6, 10, 9, tzinfo=UTC)
+    await upload(collector, agent, [count_record(1, t0, entries=5), count_record(2, t0 + QUARTER, entries=2, exits=1)])
+    stale = "SELECT bool_or(version > refreshed) FROM balance_day WHERE site_id = 'lazy'"
+    assert await collector.value(stale) is True  # ingest only marked the days
+    span = {"from": "2026-06-10", "to": "2026-06-11", "metrics": "occupancy"}
+    assert (await metrics(collector, key, "/v1/sites/lazy/metrics", **span))["totals"]["occupancy"] == 6
+    assert await collector.value(stale) is False
+    await upload(collector, agent, [count_record(3, t0 + 2 * QUARTER, entries=10)])
+    assert await collector.value(stale) is True
+    async with collector.session.get(collector.url + "/v1/sites/lazy/metrics", params=span,
+                                     headers={"Authorization": f"Bearer {key}", "Cache-Control": "no-cache"}) as fresh:
+        assert (await fresh.json())["totals"]["occupancy"] == 16
