@@ -12,7 +12,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
+from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
+
+from .api.auth import Principal, check_key
 
 API_ROLE = "footfall_api"
 ORG_SETTING = "footfall.org_id"
@@ -26,6 +29,17 @@ async def tenant_connection(pool: AsyncConnectionPool[Any], org_id: str) -> Asyn
     async with pool.connection() as conn, conn.transaction():
         await bind(conn, org_id)
         yield conn
+
+
+@contextlib.asynccontextmanager
+async def authorized(
+    request: web.Request, pool: AsyncConnectionPool[Any], *roles: str
+) -> AsyncIterator[tuple[Conn, Principal]]:
+    """The caller's key checked (collector/api/auth.py), then a transaction bound to its organization."""
+    async with pool.connection() as conn, conn.transaction():
+        principal = await check_key(conn, request, *roles)
+        await bind(conn, principal.org_id)
+        yield conn, principal
 
 
 async def bind(conn: Conn, org_id: str) -> None:

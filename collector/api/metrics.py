@@ -25,7 +25,7 @@ from ..query import Conn, MetricsQuery, Series, compute, utc_span
 from ..sites import load_sites, week_start_of
 from ..sitesettings import SiteInfo
 from ..state import STATE, CollectorState
-from ..tenancy import tenant_connection
+from ..tenancy import authorized, tenant_connection
 from .auth import authenticate
 from .params import Options, group_bounds, options, response_format, site_bounds
 from .render import Rendered, answer_document, is_closed, rendered, send
@@ -36,9 +36,8 @@ READERS = ("analyst", "fleet_admin")
 async def site_metrics_handler(request: web.Request) -> web.StreamResponse:
     """`GET /v1/sites/{site}/metrics`."""
     state = request.app[STATE]
-    principal = await authenticate(request, state.pool, *READERS)
     fmt = response_format(request.query, request.headers.get("Accept", ""))
-    async with tenant_connection(state.pool, principal.org_id) as conn:
+    async with authorized(request, state.pool, *READERS) as (conn, principal):
         site = await _one_site(conn, principal.org_id, request.match_info["site"])
         opts = options(request.query, await week_start_of(conn, principal.org_id))
         start, end = site_bounds(request.query, site, opts)
@@ -49,11 +48,10 @@ async def site_metrics_handler(request: web.Request) -> web.StreamResponse:
 async def group_metrics_handler(request: web.Request) -> web.StreamResponse:
     """`GET /v1/metrics`."""
     state = request.app[STATE]
-    principal = await authenticate(request, state.pool, *READERS)
     fmt = response_format(request.query, request.headers.get("Accept", ""))
     named = sorted({s.strip() for v in request.query.getall("site", []) for s in v.split(",") if s.strip()})
     tags = tuple(sorted({t.strip() for v in request.query.getall("tag", []) for t in v.split(",") if t.strip()}))
-    async with tenant_connection(state.pool, principal.org_id) as conn:
+    async with authorized(request, state.pool, *READERS) as (conn, principal):
         sites = await load_sites(conn, principal.org_id, named or None, tags)
         missing = sorted(set(named) - {s.id for s in sites})
         if missing:
