@@ -10,7 +10,6 @@ answers of the site at commit. Two changes touch stored data:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -279,7 +278,3 @@ async def week_start_of(conn: Conn, org_id: str) -> int:
     row = await cur.fetchone()
     return int(row[0]) if row else 1
 
-
-def settings_json(record: SiteRecord) -> str:
-    """The settings as JSON text (for the CLI)."""
-    return json.dumps(record.as_json(), indent=2)
