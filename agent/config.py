@@ -128,6 +128,25 @@ class HttpPushSection:
 
 
 @dataclass(frozen=True, slots=True)
+class HeartbeatSection:
+    """`[heartbeat]`: how often the agent reports its status to the collector and asks what to run."""
+
+    interval: float = field(
+        default=60.0,
+        metadata=meta("duration", "time between heartbeats; a heartbeat the uplink cannot carry is skipped", min=0.05),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSection:
+    """`[metrics]`: the optional Prometheus endpoint."""
+
+    listen: str = field(
+        default="", metadata=meta("optional_listen", "host:port serving /metrics for Prometheus; '' = off")
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class HttpPushOptions:
     """Options of a source with `transport = "http_push"`: the device POSTs to a path on the shared server."""
 
@@ -173,6 +192,8 @@ class AgentConfig:
     buffer: BufferSection = BufferSection()
     upload: UploadSection = UploadSection()
     http_push: HttpPushSection = HttpPushSection()
+    heartbeat: HeartbeatSection = HeartbeatSection()
+    metrics: MetricsSection = MetricsSection()
     sources: tuple[SourceConfig, ...] = ()
     path: Path | None = None
 
@@ -189,6 +210,8 @@ SECTIONS: Mapping[str, type[Any]] = MappingProxyType(
         "buffer": BufferSection,
         "upload": UploadSection,
         "http_push": HttpPushSection,
+        "heartbeat": HeartbeatSection,
+        "metrics": MetricsSection,
     }
 )
 
@@ -475,6 +498,10 @@ def _listen(r: TableReader, value: Any, rules: Mapping[str, Any], hint: Any) -> 
     return text
 
 
+def _optional_listen(r: TableReader, value: Any, rules: Mapping[str, Any], hint: Any) -> str:
+    return _listen(r, value, rules, hint) if value != "" else ""
+
+
 def _route(r: TableReader, value: Any, rules: Mapping[str, Any], hint: Any) -> str:
     text = _str(r, value, rules, hint)
     if not text.startswith("/") or any(c in text for c in "?#{} ") or len(text) > 200:
@@ -496,6 +523,7 @@ _CONVERTERS: dict[str, Callable[[TableReader, Any, Mapping[str, Any], Any], Any]
     "zone": _zone,
     "url": _url,
     "listen": _listen,
+    "optional_listen": _optional_listen,
     "route": _route,
 }
 

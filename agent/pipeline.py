@@ -9,6 +9,12 @@ had in flight stays buffered), then commits what is queued and closes the buffer
 While it runs, `status.json` in the state directory is rewritten atomically every few seconds
 (and at start and stop); `footfall agent status` reads it together with the buffer file
 opened read-only, so status works whether or not the agent runs.
+
+Beside the data path run the heartbeat (agent/heartbeat.py) and, when `[metrics] listen` is
+set, the Prometheus endpoint (agent/metrics.py). A configuration pushed by the fleet is
+applied by `reconfigure`: the sources and the uploader stop and start again with the new
+settings while the buffer stays open, so nothing buffered is lost or repeated; if the new
+sources cannot start, the previous configuration is started again and the new one refused.
 """
 
 from __future__ import annotations
@@ -26,18 +32,21 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from footfall.agent.buffer import Buffer
-from footfall.agent.config import AgentConfig, SourceConfig
+from footfall.agent.buffer import Buffer, BufferStats
+from footfall.agent.config import AgentConfig, ConfigError, SourceConfig
 from footfall.agent.decode.extract import Extractor, default_extractors
 from footfall.agent.decode.profile import Profile, load_profiles
+from footfall.agent.fleet_config import ConfigRefused, FleetConfigState
+from footfall.agent.heartbeat import Heartbeat
 from footfall.agent.identity import Identity, identity_path, load_identity, load_key
 from footfall.agent.intake import SourceIntake
-from footfall.agent.sources.base import Source
+from footfall.agent.metrics import AgentMetrics, MetricsServer
+from footfall.agent.sources.base import Source, SourceError, SourceHealth
 from footfall.agent.sources.http_push import HttpPushServer
 from footfall.agent.uploader import Uploader
 
 from footfall import __version__
-from footfall.logs import event
+from footfall.logs import configure, event
 
 log = logging.getLogger("footfall.agent")
 
@@ -62,8 +71,18 @@ def default_transports() -> dict[str, TransportFactory]:
 class Pipeline:
     """One agent: build with a config, `await start()`, later `await stop()` (or `await run(stop_event)`)."""
 
-    def __init__(self, config: AgentConfig, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        local_config: AgentConfig | None = None,
+        fleet_state: FleetConfigState | None = None,
+    ) -> None:
+        """`config` is what runs; `local_config` the agent.toml it came from (a pushed one is checked against it)."""
         self.config = config
+        self.local_config = local_config or config
+        self.fleet_state = fleet_state or FleetConfigState()
         self.clock = clock
         self.state_dir = config.agent.state_dir
         self.extractors: dict[str, Extractor] = default_extractors()
@@ -79,42 +98,53 @@ class Pipeline:
         self.intakes: list[SourceIntake] = []
         self.sources: dict[str, Source] = {}
         self.uploader: Uploader | None = None
+        self.key: Ed25519PrivateKey | None = None
+        self.heartbeat: Heartbeat | None = None
+        self.metrics = AgentMetrics(self)
+        self.metrics_server: MetricsServer | None = None
+        self.last_stats: BufferStats | None = None
+        self._health: dict[str, SourceHealth] = {}
+        self._request_offset_s = 0.0
+        self._uploader_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._started_ms = 0
+        # Set when reconfigure replaced a task, so `run` waits on the new one.
+        self._tasks_changed = asyncio.Event()
+        self.started_ms = 0
 
     @property
     def status_path(self) -> Path:
         """Where the status file is written."""
         return self.state_dir / STATUS_FILE
 
+    @property
+    def collector_url(self) -> str:
+        """Where requests go: `[collector] url`, else the URL enrollment recorded."""
+        return (self.config.collector.url or (self.identity.collector_url if self.identity else "")).rstrip("/")
+
+    @property
+    def request_offset_s(self) -> float:
+        """Seconds added to our clock for request timestamps (measured from a collector's refusal); shared."""
+        return self.uploader.status.clock_offset_s if self.uploader else self._request_offset_s
+
+    @request_offset_s.setter
+    def request_offset_s(self, value: float) -> None:
+        self._request_offset_s = value
+        if self.uploader is not None:
+            self.uploader.status.clock_offset_s = value
+
     async def start(self) -> None:
         """Open everything; raises ConfigError, IdentityError, BufferError or SourceError with the reason."""
-        self._started_ms = int(self.clock() * 1000)
+        self.started_ms = int(self.clock() * 1000)
         self.profiles = load_profiles(self.config.agent.adapter_dirs, extractors=self.extractors)
-        uploader_key = self._load_identity()
+        self.key = self._load_identity()
         await self.buffer.open()
         try:
-            self.intakes = [self._intake(source) for source in self.config.enabled_sources]
-            by_transport: dict[str, list[SourceIntake]] = {}
-            for intake in self.intakes:
-                by_transport.setdefault(intake.source.transport, []).append(intake)
-            for transport, intakes in by_transport.items():
-                source = self.transports[transport].from_config(self.config, intakes)
-                await source.start()
-                self.sources[transport] = source
-            if self.identity is not None and uploader_key is not None:
-                self.uploader = Uploader(
-                    self.buffer,
-                    self.config.upload,
-                    state_dir=self.state_dir,
-                    identity=self.identity,
-                    key=uploader_key,
-                    collector_url=self.config.collector.url,
-                    timeout=self.config.collector.timeout,
-                    clock=self.clock,
-                )
-                self._tasks.append(asyncio.create_task(self.uploader.run(), name="footfall-uploader"))
+            await self._start_data_path()
             self._tasks.append(asyncio.create_task(self._status_loop(), name="footfall-status"))
+            if self.identity is not None:
+                self.heartbeat = Heartbeat(self)
+                self._tasks.append(asyncio.create_task(self.heartbeat.run(), name="footfall-heartbeat"))
+            await self._start_metrics()
         except BaseException:
             await self.stop()
             raise
@@ -125,34 +155,149 @@ class Pipeline:
             agent=self.identity.agent_id if self.identity else "",
             sources=len(self.intakes),
             state_dir=str(self.state_dir),
+            config=f"fleet v{self.fleet_state.applied_version}" if self.fleet_state.applied_version else "local",
         )
+
+    async def _start_data_path(self) -> None:
+        """Build and start the sources and the uploader of the current configuration."""
+        self.intakes = [self._intake(source) for source in self.config.enabled_sources]
+        by_transport: dict[str, list[SourceIntake]] = {}
+        for intake in self.intakes:
+            by_transport.setdefault(intake.source.transport, []).append(intake)
+        for transport, intakes in by_transport.items():
+            source = self.transports[transport].from_config(self.config, intakes)
+            await source.start()
+            self.sources[transport] = source
+        if self.identity is not None and self.key is not None:
+            previous = self.uploader.status if self.uploader is not None else None
+            self.uploader = Uploader(
+                self.buffer,
+                self.config.upload,
+                state_dir=self.state_dir,
+                identity=self.identity,
+                key=self.key,
+                collector_url=self.config.collector.url,
+                timeout=self.config.collector.timeout,
+                clock=self.clock,
+            )
+            if previous is not None:
+                # Counters go on across a reconfiguration; only the state starts afresh.
+                previous.state = "idle" if previous.state != "re-enroll" else previous.state
+                self.uploader.status = previous
+            self.uploader.status.clock_offset_s = self._request_offset_s
+            self.uploader.on_response = self.metrics.observe_upload
+            self._uploader_task = asyncio.create_task(self.uploader.run(), name="footfall-uploader")
+            self._tasks_changed.set()
+
+    async def _stop_data_path(self) -> None:
+        """Stop the sources (requests in progress finish and commit), then the uploader (its batch stays buffered)."""
+        for source in self.sources.values():
+            await source.stop()
+        self.sources.clear()
+        if self._uploader_task is not None:
+            self._uploader_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._uploader_task
+            self._uploader_task = None
+        if self.uploader is not None:
+            self._request_offset_s = self.uploader.status.clock_offset_s
+
+    async def _start_metrics(self) -> None:
+        if not self.config.metrics.listen:
+            return
+        server = MetricsServer(self.metrics, self.config.metrics.listen)
+        try:
+            await server.start()
+        except OSError as exc:
+            raise SourceError(
+                f"metrics cannot listen on {self.config.metrics.listen}: {exc.strerror or exc}; "
+                "change [metrics] listen or leave it empty"
+            ) from exc
+        self.metrics_server = server
+
+    async def _stop_metrics(self) -> None:
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
+            self.metrics_server = None
+
+    async def reconfigure(self, config: AgentConfig) -> None:
+        """Run `config` from now on without touching the buffer; ConfigRefused (and the old one running) otherwise."""
+        if config.agent.state_dir.resolve() != self.state_dir.resolve():
+            raise ConfigRefused("agent.state_dir cannot change while the agent runs: the buffer lives there")
+        try:
+            profiles = load_profiles(config.agent.adapter_dirs, extractors=self.extractors)
+        except ConfigError as exc:
+            raise ConfigRefused(str(exc)) from None
+        old_config, old_profiles = self.config, self.profiles
+        states = {name: health.state for name, health in self._health.items()}
+        await self._stop_data_path()
+        await self._stop_metrics()
+        self.config, self.profiles = config, profiles
+        try:
+            await self._start_data_path()
+            await self._start_metrics()
+        except (SourceError, OSError) as exc:
+            event(log, "reconfigure_failed", logging.ERROR, error=str(exc), action="restarting the previous config")
+            await self._stop_data_path()
+            await self._stop_metrics()
+            self.config, self.profiles = old_config, old_profiles
+            await self._start_data_path()
+            await self._start_metrics()
+            for name, state in states.items():
+                # The failed attempt marked these down; running the old configuration again, they are as before.
+                self._health[name].state = state
+            raise ConfigRefused(f"the new configuration could not start: {exc}") from exc
+        self.buffer.max_size = config.buffer.max_size
+        self.buffer.commit_interval = config.buffer.commit_interval
+        if (config.agent.log_level, config.agent.log_format) != (old_config.agent.log_level,
+                                                                 old_config.agent.log_format):
+            configure(config.agent.log_level, config.agent.log_format)
+        event(log, "reconfigured", sources=len(self.intakes), uploads="on" if self.uploader else "off")
+
+    def use_identity(self, identity: Identity, key: Ed25519PrivateKey) -> None:
+        """Sign with `key` as `identity` from now on (after a key rotation or a re-enrollment)."""
+        self.identity, self.key = identity, key
+        if self.uploader is not None:
+            self.uploader.identity, self.uploader.key = identity, key
 
     async def run(self, stop: asyncio.Event) -> None:
         """Start, run until `stop` is set or a task fails, then stop cleanly."""
         await self.start()
         stopper = asyncio.create_task(stop.wait(), name="footfall-stop-wait")
+        changed: asyncio.Task[bool] | None = None
         try:
-            done, _ = await asyncio.wait([stopper, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if task is not stopper and not task.cancelled() and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
+            while not stopper.done():
+                self._tasks_changed.clear()
+                changed = asyncio.create_task(self._tasks_changed.wait(), name="footfall-tasks-changed")
+                watched = [stopper, changed, *self._tasks]
+                if self._uploader_task is not None:
+                    watched.append(self._uploader_task)
+                done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+                changed.cancel()
+                for task in done:
+                    if task in (stopper, changed) or task.cancelled():
+                        continue
+                    error = task.exception()
+                    if error is not None:
+                        raise error
         finally:
-            stopper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await stopper
+            for waiter in (stopper, changed):
+                if waiter is not None:
+                    waiter.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await waiter
             await self.stop()
 
     async def stop(self) -> None:
-        """Stop sources, then uploads, then flush and close the buffer; safe to call twice."""
-        for source in self.sources.values():
-            await source.stop()
-        self.sources.clear()
+        """Stop the heartbeat, sources, then uploads, then flush and close the buffer; safe to call twice."""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        await self._stop_data_path()
+        await self._stop_metrics()
         with contextlib.suppress(OSError):
             await self.write_status(running=False)
         await self.buffer.close()
@@ -174,7 +319,7 @@ class Pipeline:
     def _intake(self, source: SourceConfig) -> SourceIntake:
         profile = self.profiles[source.adapter]
         zone_name = source.timezone or self.config.agent.timezone or (self.identity.timezone if self.identity else "")
-        return SourceIntake(
+        intake = SourceIntake(
             source,
             profile,
             self.extractors[profile.format],
@@ -182,16 +327,24 @@ class Pipeline:
             zone=ZoneInfo(zone_name) if zone_name else None,
             clock=self.clock,
         )
+        # A source that survives a reconfiguration keeps its counters (status, heartbeat and metrics count on).
+        kept = self._health.get(source.name)
+        if kept is not None:
+            kept.transport, kept.adapter = source.transport, source.adapter
+            intake.health = kept
+        self._health[source.name] = intake.health
+        return intake
 
     async def status(self, *, running: bool = True) -> dict[str, Any]:
         """Everything `footfall agent status` shows, JSON-ready."""
         stats = await self.buffer.stats()
+        self.last_stats = stats
         push = self.sources.get("http_push")
         return {
             "version": __version__,
             "pid": os.getpid(),
             "running": running,
-            "started_at_ms": self._started_ms,
+            "started_at_ms": self.started_ms,
             "updated_at_ms": int(self.clock() * 1000),
             "status_every_s": STATUS_EVERY_S,
             "agent_id": self.identity.agent_id if self.identity else "",
@@ -203,6 +356,15 @@ class Pipeline:
             "http_push": {
                 "listen": self.config.http_push.listen,
                 "port": push.port if isinstance(push, HttpPushServer) else 0,
+            },
+            "heartbeat": {
+                "interval_s": self.config.heartbeat.interval,
+                **(self.heartbeat.status.as_dict() if self.heartbeat else {"state": "off"}),
+            },
+            "config": {"path": str(self.local_config.path or ""), **self.fleet_state.as_dict()},
+            "metrics": {
+                "listen": self.config.metrics.listen,
+                "port": self.metrics_server.port if self.metrics_server else 0,
             },
         }
 
@@ -226,14 +388,16 @@ def _replace_file(tmp: Path, path: Path, data: str) -> None:
     os.replace(tmp, path)
 
 
-async def run_until_signalled(config: AgentConfig) -> None:
+async def run_until_signalled(
+    config: AgentConfig, *, local_config: AgentConfig | None = None, fleet_state: FleetConfigState | None = None
+) -> None:
     """Run a pipeline until SIGTERM or SIGINT, then stop it cleanly."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await Pipeline(config).run(stop)
+        await Pipeline(config, local_config=local_config, fleet_state=fleet_state).run(stop)
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

@@ -13,6 +13,7 @@ from typing import Any
 
 from footfall.agent.buffer import read_stats
 from footfall.agent.config import AgentConfig
+from footfall.agent.fleet_config import read_state
 from footfall.agent.identity import IdentityError, load_identity
 from footfall.agent.pipeline import BUFFER_FILE, STATUS_EVERY_S, STATUS_FILE
 
@@ -57,6 +58,11 @@ def gather(config: AgentConfig, now: float | None = None) -> dict[str, Any]:
     out["upload"] = live.get("upload")
     out["sources"] = live.get("sources", [])
     out["http_push"] = live.get("http_push")
+    out["heartbeat"] = live.get("heartbeat") if out["running"] else None
+    out["metrics"] = live.get("metrics") if out["running"] else None
+    # The fleet configuration state is on disk whether or not the agent runs.
+    out["config"] = {"path": str(config.path or ""), **read_state(state_dir).as_dict(),
+                     **({"fallback_reason": live["config"].get("fallback_reason", "")} if live.get("config") else {})}
     if not out["running"] and live:
         out["problems"].append(f"the agent is not running (last status {format_duration(now - updated)} ago)")
     upload = out["upload"] or {}
@@ -118,9 +124,56 @@ def render(status: dict[str, Any], now: float | None = None) -> str:
         if s["last_error"] and s["state"] != "ok":
             line += f"\n    last error ({s['last_error_stage']}, {_ago(s['last_error_ms'], now)}): {s['last_error']}"
         lines.append(line)
+    lines.extend(_fleet_lines(status, now))
     for problem in status.get("problems", []):
         lines.append(f"problem: {problem}")
     return "\n".join(lines)
+
+
+def _fleet_lines(status: dict[str, Any], now: float) -> list[str]:
+    """Heartbeat, configuration and key lines."""
+    lines: list[str] = []
+    beat = status.get("heartbeat")
+    if beat and beat.get("state") != "off":
+        interval = beat["interval_s"]
+        every = "every " + (format_duration(interval) if interval >= 1 else f"{interval * 1000:.0f}ms")
+        if beat["state"] == "ok":
+            line = f"heartbeat: ok, last {_ago(beat['last_success_ms'], now)} ({every})"
+        elif beat["state"] == "starting":
+            line = f"heartbeat: starting ({every})"
+        else:
+            last = _ago(beat["last_success_ms"], now) if beat["last_success_ms"] else "never"
+            word = "REFUSED by the collector" if beat["state"] == "refused" else "FAILING (uploads go on)"
+            line = f"heartbeat: {word}; last success {last}; {beat['last_error']}"
+        lines.append(line)
+        if beat.get("clock_offset_s") is not None:
+            offset = beat["clock_offset_s"]
+            lines.append(
+                f"clock: {abs(offset):.1f}s {'behind' if offset > 0 else 'ahead of'} the collector's"
+                + ("  <- check NTP (footfall agent doctor)" if abs(offset) >= 10 else "")
+            )
+        if beat.get("key_rotated_ms"):
+            lines.append(f"key: rotated {_ago(beat['key_rotated_ms'], now)} at the fleet's request")
+        if beat.get("rotation_error"):
+            lines.append(f"key: rotation FAILED, retried at the next heartbeat: {beat['rotation_error']}")
+    elif status["running"] and beat is not None:
+        lines.append("heartbeat: off (not enrolled)")
+    config = status.get("config") or {}
+    if config.get("applied_version") and not config.get("fallback_reason"):
+        lines.append(
+            f"config: fleet version {config['applied_version']} (applied {_ago(config['applied_at_ms'], now)}); "
+            f"local file {config['path']} is the fallback"
+        )
+    else:
+        lines.append(f"config: local file {config.get('path') or '?'}")
+    if config.get("fallback_reason"):
+        lines.append(f"config: {config['fallback_reason']}")
+    if config.get("rejected_version"):
+        lines.append(f"config: fleet version {config['rejected_version']} REFUSED: {config['rejected_error']}")
+    metrics = status.get("metrics")
+    if metrics and metrics.get("listen"):
+        lines.append(f"metrics: http://{metrics['listen'].rsplit(':', 1)[0]}:{metrics['port']}/metrics")
+    return lines
 
 
 def _alive(pid: Any) -> bool:

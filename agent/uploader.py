@@ -44,6 +44,7 @@ from footfall.agent.config import UploadSection
 from footfall.agent.identity import Identity, IdentityError, load_identity, load_key
 from footfall.protocol import signing
 from footfall.protocol.envelope import CONTENT_TYPE, encode_packed_records
+from footfall.protocol.fleet import HEADER_CLOCK_OFFSET
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_never, wait_exponential, wait_random
 
 from footfall.logs import event
@@ -123,6 +124,8 @@ class Uploader:
         self.timeout = timeout
         self._clock = clock
         self.status = UploadStatus()
+        # Told the seconds each request took and its status (0: no answer), for the metrics.
+        self.on_response: Callable[[float, int], None] | None = None
         self._reload_identity = False
         # Doubling from backoff_initial, plus up to backoff_initial of jitter so that a fleet that
         # lost its collector at the same moment does not come back in lockstep; capped in _wait.
@@ -272,6 +275,8 @@ class Uploader:
         self.status.state = "sending" if self.status.state != "re-enroll" else "re-enroll"
         self.status.attempts += 1
         self.status.last_attempt_ms = int(now * 1000)
+        headers[HEADER_CLOCK_OFFSET] = f"{self.status.clock_offset_s:.3f}"
+        started = time.perf_counter()
         try:
             async with session.post(self.ingest_url, data=body, headers=headers) as response:
                 text = await response.text()
@@ -279,9 +284,11 @@ class Uploader:
                 server_time = response.headers.get(signing.HEADER_SERVER_TIME)
                 retry_after = _retry_after(response.headers.get("Retry-After"), self._clock())
         except (aiohttp.ClientError, TimeoutError) as exc:
+            self._observe(started, 0)
             raise self._failed(
                 f"cannot reach the collector at {self.ingest_url}: {exc or type(exc).__name__}"
             ) from None
+        self._observe(started, status)
         payload = _json(text)
         reason = str(payload.get("message") or payload.get("error") or text[:200])
         if 200 <= status < 300:
@@ -318,6 +325,10 @@ class Uploader:
             "`footfall agent enroll --force`; readings stay buffered",
             401,
         )
+
+    def _observe(self, started: float, status: int) -> None:
+        if self.on_response is not None:
+            self.on_response(time.perf_counter() - started, status)
 
     def _failed(self, message: str, status: int = 0, retry_after: float | None = None) -> UploadError:
         self.status.last_error = message

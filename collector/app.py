@@ -22,13 +22,16 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from footfall.logs import event
 
+from .api import fleet_admin, fleet_agents
 from .api import sites as sites_api
-from .api.agents import enroll_handler, list_agents_handler
+from .api.agents import enroll_handler
 from .api.metrics import footfall_handler, group_metrics_handler, site_metrics_handler
 from .api.openapi import openapi_handler
 from .cache import AnswerCache, listen
 from .http import add_server_time, error_middleware
 from .ingest import Ingest
+from .observability import CollectorMetrics, metrics_middleware
+from .observability import add_routes as add_observability_routes
 from .partitions import drop_expired
 from .settings import CollectorSettings
 from .state import STATE, CollectorState
@@ -44,13 +47,13 @@ PARTITION_RETRY_S = 60.0
 def make_app(dsn: str, settings: CollectorSettings | None = None) -> web.Application:
     """The collector application for the database at `dsn`."""
     settings = settings or CollectorSettings()
-    app = web.Application(middlewares=[error_middleware(settings.retry_after)])
+    metrics = CollectorMetrics()
+    app = web.Application(middlewares=[metrics_middleware(metrics), error_middleware(settings.retry_after)])
     app.on_response_prepare.append(add_server_time)
     app.cleanup_ctx.append(_lifetime(dsn, settings))
     app.router.add_post("/v1/ingest", _ingest)
     app.router.add_post("/v1/agents/enroll", enroll_handler)
     app.router.add_get("/v1/sites/{site}/footfall", footfall_handler)
-    app.router.add_get("/v1/admin/agents", list_agents_handler)
     app.router.add_get("/v1/health", health_handler)
     # The analysts' API (collector/api/metrics.py, collector/api/sites.py) and its document.
     app.router.add_get("/v1/openapi.json", openapi_handler)
@@ -65,6 +68,9 @@ def make_app(dsn: str, settings: CollectorSettings | None = None) -> web.Applica
     app.router.add_post("/v1/admin/sites", sites_api.create_site_handler)
     app.router.add_patch("/v1/admin/sites/{site}", sites_api.update_site_handler)
     app.router.add_patch("/v1/admin/sites/{site}/sensors/{sensor}", sites_api.update_sensor_handler)
+    fleet_agents.add_routes(app)
+    fleet_admin.add_routes(app)
+    add_observability_routes(app, metrics)
     return app
 
 

@@ -351,11 +351,73 @@ PATHS: dict[str, dict[str, Any]] = {
         "type": "object", "required": ["retired_at"],
         "properties": {"retired_at": {"type": ["string", "null"], "description": "now, an ISO datetime, or null"}}},
         tag="admin")},
-    "/v1/admin/agents": {"get": _op("The organization's agents", {
-        "200": _json({"type": "object", "required": ["agents"],
-                      "properties": {"agents": {"type": "array", "items": _ref("Agent")}}}),
-    }, parameters=[_query("site", {"type": "string"}, "only this site's agents")], tag="admin")},
 }
+
+# The fleet API (collector/api/fleet_admin.py, collector/api/fleet_agents.py, collector/observability.py).
+_OBJECT = {"type": "object"}
+_SIGNED_ERRORS = {
+    "400": _error("a malformed body or version"),
+    "401": _error("missing_signature, bad_signature, unknown_agent, revoked_agent, timestamp_out_of_window"),
+    "404": _error("no such configuration for this agent"),
+    "409": _error("key_already_enrolled"),
+    "503": _error("unavailable"),
+}
+
+
+def _signed(summary: str, *, body: bool, version: bool = False) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": summary + " (signed by the agent, protocol/SPEC.md)", "tags": ["agents"], "security": [],
+        "responses": {"200": _json(_OBJECT), **_SIGNED_ERRORS},
+    }
+    if body:
+        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": _OBJECT}}}
+    if version:
+        operation["parameters"] = [_path("version", "a configuration version")]
+    return operation
+
+
+_VERSION = _path("version", "a configuration version")
+_AGENT = _path("agent", "the agent's id")
+PATHS.update({
+    "/v1/agents/heartbeat": {"post": _signed("An agent's heartbeat", body=True)},
+    "/v1/agents/config/{version}": {"get": _signed("A pushed configuration", body=False, version=True)},
+    "/v1/agents/config/{version}/report": {"post": _signed("Applied or rejected", body=True, version=True)},
+    "/v1/agents/rotate-key": {"post": _signed("Key rotation", body=True)},
+    "/v1/admin/tokens": {
+        "post": _op("Create an enrollment token", {"201": _json(_OBJECT), "404": _error("not_found")},
+                    body={"type": "object", "required": ["site"], "properties": {
+                        "site": {"type": "string"}, "expires": {"type": "string"}, "uses": {"type": "integer"}}},
+                    tag="admin"),
+        "get": _op("The organization's enrollment tokens", {"200": _json(_OBJECT)}, tag="admin"),
+    },
+    "/v1/admin/tokens/{id}/revoke": {"post": _op("Revoke a token", {
+        "200": _json(_OBJECT), "404": _error("not_found")}, parameters=[_path("id", "the token's id")], tag="admin")},
+    "/v1/admin/agents": {"get": _op("The organization's agents, with their state", {"200": _json(_OBJECT)},
+                                    parameters=[_query(name, {"type": "string"}, name) for name in (
+                                        "site", "state", "version", "sort", "desc", "stale", "offline")],
+                                    tag="admin")},
+    "/v1/admin/agents/{agent}": {"get": _op("One agent", {"200": _json(_OBJECT), "404": _error("not_found")},
+                                            parameters=[_AGENT], tag="admin")},
+    "/v1/admin/agents/{agent}/revoke": {"post": _op("Revoke an agent", {
+        "200": _json(_OBJECT), "404": _error("not_found")}, parameters=[_AGENT], tag="admin")},
+    "/v1/admin/agents/{agent}/rotate-key": {"post": _op("Ask an agent to rotate its key", {
+        "202": _json(_OBJECT), "404": _error("not_found"), "409": _error("agent_revoked")},
+        parameters=[_AGENT], tag="admin")},
+    "/v1/admin/configs": {"post": _op("Push a configuration", {"201": _json(_OBJECT), "404": _error("not_found")},
+                                      body={"type": "object", "properties": {
+                                          k: {"type": "string"} for k in ("scope", "target", "config", "note")}},
+                                      tag="admin")},
+    "/v1/admin/configs/status": {"get": _op("Which agents run which configuration", {"200": _json(_OBJECT)},
+                                            tag="admin")},
+    "/v1/admin/configs/{version}": {"get": _op("One pushed configuration", {
+        "200": _json(_OBJECT), "404": _error("not_found")}, parameters=[_VERSION], tag="admin")},
+    "/metrics": {"get": {"summary": "Prometheus metrics", "tags": ["meta"], "security": [], "responses": {
+        "200": {"description": "text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}},
+        "400": _error("bad_parameter")}}},
+    "/healthz": {"get": _op("Alive", {"200": _json(_OBJECT)}, public=True, tag="meta")},
+    "/readyz": {"get": _op("Ready: the database answers with this schema", {"200": _json(_OBJECT)},
+                           public=True, tag="meta")},
+})
 
 
 def document() -> dict[str, Any]:
