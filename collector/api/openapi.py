@@ -220,7 +220,7 @@ def _op(
         operation["responses"].update(_AUTH_ERRORS)
     else:
         operation["security"] = []
-        operation["responses"]["503"] = _AUTH_ERRORS["503"]
+        operation["responses"].setdefault("503", _AUTH_ERRORS["503"])
     operation["responses"].setdefault("400", _error("a bad parameter or body; `error` says which"))
     if parameters:
         operation["parameters"] = parameters
@@ -413,10 +413,10 @@ PATHS.update({
         "200": _json(_OBJECT), "404": _error("not_found")}, parameters=[_VERSION], tag="admin")},
     "/metrics": {"get": {"summary": "Prometheus metrics", "tags": ["meta"], "security": [], "responses": {
         "200": {"description": "text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}},
-        "400": _error("bad_parameter")}}},
+        "400": _error("bad_parameter"), "503": _error("unavailable")}}},
     "/healthz": {"get": _op("Alive", {"200": _json(_OBJECT)}, public=True, tag="meta")},
-    "/readyz": {"get": _op("Ready: the database answers with this schema", {"200": _json(_OBJECT)},
-                           public=True, tag="meta")},
+    "/readyz": {"get": _op("Ready: the database answers with this schema", {
+        "200": _json(_OBJECT), "503": _json(_OBJECT, "not ready, with the reason")}, public=True, tag="meta")},
 })
 
 

@@ -15,11 +15,14 @@ from tests.fixtures.collector import RunningCollector, count_record, event_recor
 DAY = datetime(2026, 6, 10, tzinfo=UTC)
 # Endpoints not authenticated by an API key: agents sign (ingest) or bring a token (enroll); the rest is public.
 NOT_KEYED = {("POST", "/v1/ingest"), ("POST", "/v1/agents/enroll"), ("GET", "/v1/openapi.json"),
-             ("GET", "/v1/health")}
+             ("GET", "/v1/health"), ("POST", "/v1/agents/heartbeat"), ("GET", "/v1/agents/config/{version}"),
+             ("POST", "/v1/agents/config/{version}/report"), ("POST", "/v1/agents/rotate-key"),
+             ("GET", "/metrics"), ("GET", "/healthz"), ("GET", "/readyz")}
 
 
 async def secret_org(collector: RunningCollector) -> tuple[str, str]:
-    """Organization A with a site, a sensor, sales and an outage whose names all contain 'secret'; (org, agent id)."""
+    """Organization A with a site, a sensor, sales, an outage, a token and a pushed configuration whose names
+    all contain 'secret'; (org, agent id)."""
     org = await collector.create_org("Secret Org")
     await collector.create_site(org, "secret-site", timezone="Europe/Paris")
     agent = await collector.enroll(token=await collector.create_token("secret-site", org))
@@ -27,6 +30,10 @@ async def secret_org(collector: RunningCollector) -> tuple[str, str]:
     batch += [transaction_record(20, DAY, currency="XAU"),
               event_record(21, DAY + timedelta(hours=1), kind="offline", sensor="secret-door")]
     assert (await collector.upload(agent, batch)).status == 200
+    admin_key = await collector.create_api_key(org, "fleet_admin")
+    pushed = await collector.post_json("/v1/admin/configs", {"scope": "site", "target": "secret-site",
+                                                            "config": "# secret\n", "note": "secret"}, key=admin_key)
+    assert pushed.status == 201, pushed.body
     return org, agent.id
 
 
@@ -36,6 +43,8 @@ async def test_another_organizations_key_sees_nothing_through_any_endpoint(colle
     await collector.create_site(other, "other-site", timezone="UTC")
     key = await collector.create_api_key(other, "fleet_admin")
     span = {"from": "2026-06-10", "to": "2026-06-11"}
+    token_id = str(await collector.value("SELECT max(id) FROM enrollment_tokens WHERE org_id = %s", secret))
+    version = str(await collector.value("SELECT max(version) FROM config_versions WHERE org_id = %s", secret))
     requests: dict[tuple[str, str], list[tuple[str, dict[str, str], Any]]] = {
         ("GET", "/v1/organization"): [("/v1/organization", {}, None)],
         ("GET", "/v1/sites"): [("/v1/sites", {}, None), ("/v1/sites", {"tag": "secret"}, None)],
@@ -52,6 +61,16 @@ async def test_another_organizations_key_sees_nothing_through_any_endpoint(colle
         ("PATCH", "/v1/admin/sites/{site}"): [("/v1/admin/sites/secret-site", {}, {"visitors": "mean"})],
         ("PATCH", "/v1/admin/sites/{site}/sensors/{sensor}"): [
             ("/v1/admin/sites/secret-site/sensors/secret-door", {}, {"retired_at": "now"})],
+        ("POST", "/v1/admin/tokens"): [("/v1/admin/tokens", {}, {"site": "secret-site", "expires": "1h", "uses": 1})],
+        ("GET", "/v1/admin/tokens"): [("/v1/admin/tokens", {}, None)],
+        ("POST", "/v1/admin/tokens/{id}/revoke"): [(f"/v1/admin/tokens/{token_id}/revoke", {}, None)],
+        ("GET", "/v1/admin/agents/{agent}"): [(f"/v1/admin/agents/{agent_id}", {}, None)],
+        ("POST", "/v1/admin/agents/{agent}/revoke"): [(f"/v1/admin/agents/{agent_id}/revoke", {}, None)],
+        ("POST", "/v1/admin/agents/{agent}/rotate-key"): [(f"/v1/admin/agents/{agent_id}/rotate-key", {}, None)],
+        ("POST", "/v1/admin/configs"): [("/v1/admin/configs", {}, {"scope": "site", "target": "secret-site",
+                                                                   "config": "# x\n", "note": ""})],
+        ("GET", "/v1/admin/configs/status"): [("/v1/admin/configs/status", {}, None)],
+        ("GET", "/v1/admin/configs/{version}"): [(f"/v1/admin/configs/{version}", {}, None)],
     }
     keyed = {(m.upper(), p) for p, ops in document()["paths"].items() for m in ops} - NOT_KEYED
     assert set(requests) == keyed, "every endpoint taking an API key is tried"
@@ -77,6 +96,8 @@ async def test_another_organizations_key_sees_nothing_through_any_endpoint(colle
     assert await collector.value("SELECT week_start FROM organizations WHERE id = %s", secret) == 1
     assert await collector.value("SELECT visitors FROM sites WHERE org_id = %s", secret) == "entries"
     assert await collector.value("SELECT retired_at FROM site_sensors WHERE org_id = %s", secret) is None
+    assert await collector.value("SELECT status FROM agents WHERE id = %s", agent_id) == "active"
+    assert await collector.value("SELECT revoked FROM enrollment_tokens WHERE id = %s", int(token_id)) is False
 
 
 async def test_row_security_bounds_the_api_role_even_without_a_where(collector: RunningCollector) -> None:
