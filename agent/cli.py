@@ -309,6 +309,9 @@ def _ask(
             transport = typer.prompt(f"  Transport ({', '.join(wizard.TRANSPORT_OPTIONS)})", default=transport)
         device = wizard.Device(name, adapter, transport)
         for f in fields(wizard.TRANSPORT_OPTIONS.get(transport, object)):
+            # A technician is asked for a webhook secret only when the adapter checks signatures.
+            if f.metadata.get("signed_only") and profiles[adapter].signature is None:
+                continue
             suggest = wizard.SUGGESTIONS.get((transport, f.name))
             default = suggest(name) if suggest else ("" if f.default is MISSING else f.default)
             device.options[f.name] = typer.prompt(f"  {f.name}: {f.metadata['doc']}", default=default,

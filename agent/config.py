@@ -153,12 +153,16 @@ class HttpPushOptions:
     path: str = field(metadata=meta("route", "the URL path the device POSTs to, e.g. /push/entrance"))
     token: str = field(default="", metadata=meta("str", "if set, the device must send `Authorization: Bearer <token>`"))
     secret: str = field(
-        default="", repr=False, metadata=meta("str", "the key that checks a signed webhook (adapters with [signature])")
+        default="",
+        repr=False,
+        metadata=meta("str", "the key that checks a signed webhook (adapters with [signature])", signed_only=True),
     )
     public_url: str = field(
         default="",
         # Kept exactly as written (no trailing-slash trimming): Square signs this very string.
-        metadata=meta("str", "the URL the webhook sender was given, when a proxy changes it (Square signs it)"),
+        metadata=meta(
+            "str", "the URL the webhook sender was given, when a proxy changes it (Square signs it)", signed_only=True
+        ),
     )
 
 

@@ -220,10 +220,12 @@ def test_the_wizard_in_a_terminal(tmp_path: Path, terminal: Callable[[list[str]]
     term.expect(r"Address devices POST to.*: ")
     term.type(f"127.0.0.1:{port}")
     listing = term.expect(r"Device 1: adapter number or name.*: ")
-    assert re.search(r"1\. generic-json-counter\s+Any people counter", listing), listing
-    term.type("42")
-    term.expect(r"no adapter '42'.*\n.*Device 1: adapter.*: ")
-    term.type("1")
+    # The catalogue is numbered alphabetically; pick the counter by its number, as a technician would.
+    found = re.search(r"(\d+)\. generic-json-counter\s+Any people counter", listing)
+    assert found, listing
+    term.type("420")
+    term.expect(r"no adapter '420'.*\n.*Device 1: adapter.*: ")
+    term.type(found.group(1))
     term.expect(r"Device name.*: ")
     term.type("entrance")
     term.expect(r"path: .*\[/push/entrance\]: ")
