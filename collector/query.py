@@ -392,18 +392,22 @@ def _coverage_by_quarter(
     """Reported and expected sensor-quarters per bucket, trading quarters only."""
     windows: dict[tuple[str, str], tuple[datetime | None, datetime | None]] = {}
     for site in sites:
+        keys = quarter_keys[site.id]
+        per_key: dict[Key, int] = defaultdict(int)
+        for key in keys.values():
+            per_key[key] += 1
+        first, last = (min(keys), max(keys)) if keys else (None, None)
         for name, since, until in site.expected():
-            windows[(site.id, name)] = (bucket_of(since) if since is not None else None, until)
-            keys = quarter_keys[site.id]
-            if since is None and until is None:
-                counted: dict[Key, int] = defaultdict(int)
-                for key in keys.values():
-                    counted[key] += 1
-                for key, n in counted.items():
+            since_q = bucket_of(since) if since is not None else None
+            windows[(site.id, name)] = (since_q, until)
+            if first is None or last is None:
+                continue
+            if (since_q is None or since_q <= first) and (until is None or until > last):
+                for key, n in per_key.items():  # expected over the whole range: every quarter counts
                     series.buckets[key].expected += n
                 continue
             for quarter, key in keys.items():
-                if (since is None or quarter >= bucket_of(since)) and (until is None or quarter < until):
+                if (since_q is None or quarter >= since_q) and (until is None or quarter < until):
                     series.buckets[key].expected += 1
     zones = {s.id: s.zone for s in sites}
     day_starts: dict[tuple[str, date], datetime] = {}
