@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -23,12 +23,16 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from footfall.logs import event
 
 from .api import fleet_admin, fleet_agents
+from .api import sites as sites_api
 from .api.agents import enroll_handler
-from .api.metrics import footfall_handler
+from .api.metrics import footfall_handler, group_metrics_handler, site_metrics_handler
+from .api.openapi import openapi_handler
+from .cache import AnswerCache, listen
 from .http import add_server_time, error_middleware
 from .ingest import Ingest
 from .observability import CollectorMetrics, metrics_middleware
 from .observability import add_routes as add_observability_routes
+from .partitions import drop_expired
 from .settings import CollectorSettings
 from .state import STATE, CollectorState
 from .store import Store
@@ -51,6 +55,19 @@ def make_app(dsn: str, settings: CollectorSettings | None = None) -> web.Applica
     app.router.add_post("/v1/agents/enroll", enroll_handler)
     app.router.add_get("/v1/sites/{site}/footfall", footfall_handler)
     app.router.add_get("/v1/health", health_handler)
+    # The analysts' API (collector/api/metrics.py, collector/api/sites.py) and its document.
+    app.router.add_get("/v1/openapi.json", openapi_handler)
+    app.router.add_get("/v1/organization", sites_api.organization_handler)
+    app.router.add_get("/v1/sites", sites_api.list_sites_handler)
+    app.router.add_get("/v1/sites/{site}", sites_api.site_handler)
+    app.router.add_get("/v1/sites/{site}/sensors", sites_api.sensors_handler)
+    app.router.add_get("/v1/sites/{site}/outages", sites_api.outages_handler)
+    app.router.add_get("/v1/sites/{site}/metrics", site_metrics_handler)
+    app.router.add_get("/v1/metrics", group_metrics_handler)
+    app.router.add_patch("/v1/admin/organization", sites_api.organization_update_handler)
+    app.router.add_post("/v1/admin/sites", sites_api.create_site_handler)
+    app.router.add_patch("/v1/admin/sites/{site}", sites_api.update_site_handler)
+    app.router.add_patch("/v1/admin/sites/{site}/sensors/{sensor}", sites_api.update_sensor_handler)
     fleet_agents.add_routes(app)
     fleet_admin.add_routes(app)
     add_observability_routes(app, metrics)
@@ -73,9 +90,13 @@ def _lifetime(dsn: str, settings: CollectorSettings) -> Callable[[web.Applicatio
         await pool.open(wait=False)
         store = Store()
         ingest = Ingest(pool, store, window_s=settings.timestamp_window, max_body=settings.max_body)
-        app[STATE] = CollectorState(settings, pool, store, ingest)
+        cache = AnswerCache()
+        app[STATE] = CollectorState(settings, pool, store, ingest, cache)
         stop = asyncio.Event()
-        maintenance = asyncio.create_task(_make_partitions(pool, store, stop), name="collector-partitions")
+        maintenance = asyncio.create_task(
+            _make_partitions(pool, store, stop, settings.raw_retention), name="collector-partitions"
+        )
+        listener = asyncio.create_task(listen(dsn, cache, stop), name="collector-cache-listener")
         try:
             yield
         finally:
@@ -83,6 +104,7 @@ def _lifetime(dsn: str, settings: CollectorSettings) -> Callable[[web.Applicatio
             # connection or a query can leave the pool unable to close.
             stop.set()
             await maintenance
+            await listener
             await pool.close()
 
     return lifetime
@@ -92,12 +114,17 @@ async def _ingest(request: web.Request) -> web.StreamResponse:
     return await request.app[STATE].ingest.handle(request)
 
 
-async def _make_partitions(pool: AsyncConnectionPool[Any], store: Store, stop: asyncio.Event) -> None:
-    """Create this month's and the next months' partitions now and every hour, until `stop` is set."""
+async def _make_partitions(
+    pool: AsyncConnectionPool[Any], store: Store, stop: asyncio.Event, retention_s: float = 0.0
+) -> None:
+    """Create this month's and the next months' partitions now and every hour (and apply the raw
+    retention, when set), until `stop` is set."""
     while not stop.is_set():
         try:
             async with pool.connection() as conn:
                 await store.ensure_ahead(conn, datetime.now(UTC))
+                if retention_s:
+                    await drop_expired(conn, store, timedelta(seconds=retention_s))
             delay = PARTITION_INTERVAL_S
         except (psycopg.OperationalError, PoolTimeout) as exc:
             event(log, "partitions_ahead_failed", logging.WARNING, error=str(exc).strip(), retry_in_s=PARTITION_RETRY_S)
@@ -111,4 +138,6 @@ async def health_handler(request: web.Request) -> web.Response:
     state = request.app[STATE]
     async with state.pool.connection() as conn:
         await conn.execute("SELECT 1")
-    return web.json_response({"status": "ok", "database": "ok", "ingest": state.ingest.stats.as_json()})
+    return web.json_response({
+        "status": "ok", "database": "ok", "ingest": state.ingest.stats.as_json(), "cache": state.cache.stats.as_json(),
+    })

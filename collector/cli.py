@@ -408,3 +408,210 @@ def agents_revoke(
         _settings(config, database_url=database_url, data_dir=data_dir), lambda conn: admin.revoke_agent(conn, agent_id)
     )
     typer.echo(f"agent {agent_id} revoked", err=True)
+
+
+# Site settings, sensors, the organization's week start and partitions (collector/sites.py, collector/partitions.py).
+
+partitions_app = typer.Typer(help="Monthly partitions of the time tables, and the retention of raw rows.")
+app.add_typer(partitions_app, name="partitions")
+_DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def parse_hours(specs: Sequence[str]) -> dict[str, list[list[str]]]:
+    """`mon-fri=09:00-19:00`, `sat=10:00-13:00,14:00-18:00`, `sun=closed` -> the JSON of opening_hours."""
+    weekly: dict[str, list[list[str]]] = {}
+    for spec in specs:
+        days, sep, intervals = spec.partition("=")
+        first, _, last = days.strip().lower().partition("-")
+        if not sep or first not in _DAY_NAMES or (last and last not in _DAY_NAMES):
+            raise ValueError(f"{spec!r}: write DAY[-DAY]=HH:MM-HH:MM[,HH:MM-HH:MM] such as mon-fri=09:00-19:00")
+        span = _DAY_NAMES[_DAY_NAMES.index(first): _DAY_NAMES.index(last or first) + 1]
+        pairs = [] if intervals.strip() == "closed" else [p.strip().split("-") for p in intervals.split(",")]
+        if any(len(p) != 2 for p in pairs):
+            raise ValueError(f"{spec!r}: each interval is HH:MM-HH:MM")
+        for day in span:
+            weekly[day] = [list(p) for p in pairs]
+    return weekly
+
+
+@sites_app.command("show")
+def sites_show(
+    site: Annotated[str, typer.Argument(help="The site's id.")],
+    org: Annotated[str | None, typer.Option("--org", help="The site's organization, if its id is not unique.")] = None,
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = None,
+    config: Config = None,
+) -> None:
+    """Show a site's settings (JSON)."""
+    from . import admin, sites
+
+    async def action(conn: psycopg.AsyncConnection[Any]) -> Any:
+        found = await admin.resolve_site(conn, site, org)
+        return await sites.get_site(conn, found.org_id, found.id)
+
+    record = _with_db(_settings(config, database_url=database_url, data_dir=data_dir), action)
+    typer.echo(json.dumps(record.as_json(), indent=2))
+
+
+@sites_app.command("set")
+def sites_set(
+    site: Annotated[str, typer.Argument(help="The site's id.")],
+    org: Annotated[str | None, typer.Option("--org", help="The site's organization, if its id is not unique.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Display name.")] = None,
+    timezone: Annotated[str | None, typer.Option("--timezone", help="IANA zone (before the site has data).")] = None,
+    visitors: Annotated[str | None, typer.Option("--visitors", help="entries, exits or mean.")] = None,
+    day_reset: Annotated[str | None, typer.Option("--day-reset", help="Local HH:MM the occupancy estimate restarts.")]
+    = None,
+    tags: Annotated[list[str] | None, typer.Option("--tag", help="A tag (repeat; replaces the tags).")] = None,
+    hours: Annotated[list[str] | None, typer.Option("--hours", help="mon-fri=09:00-19:00 (repeat; replaces them).")]
+    = None,
+    no_hours: Annotated[bool, typer.Option("--no-hours", help="Remove the opening hours (always trading).")] = False,
+    closed: Annotated[list[str] | None, typer.Option("--closed", help="A date closed all day (repeat).")] = None,
+    exception: Annotated[list[str] | None, typer.Option("--exception", help="2026-12-24=09:00-14:00 (repeat).")] = None,
+    expected: Annotated[str | None, typer.Option("--expected-sensors", help="Comma-separated names, or 'learn'.")]
+    = None,
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = None,
+    config: Config = None,
+) -> None:
+    """Change a site's settings; prints them. Every problem is reported at once."""
+    from . import admin, sites
+    from .sitesettings import SettingsError
+
+    changes: dict[str, Any] = {}
+    for key, value in (("name", name), ("timezone", timezone), ("visitors", visitors), ("day_reset", day_reset)):
+        if value is not None:
+            changes[key] = value
+    if tags is not None:
+        changes["tags"] = tags
+    try:
+        if hours:
+            changes["opening_hours"] = parse_hours(hours)
+        if no_hours:
+            changes["opening_hours"], changes["hours_exceptions"] = None, {}
+        if closed or exception:
+            dated: dict[str, list[list[str]]] = {day: [] for day in closed or []}
+            for spec in exception or []:
+                day, _, intervals = spec.partition("=")
+                dated[day] = [p.strip().split("-") for p in intervals.split(",")]
+            changes["hours_exceptions"] = dated
+    except ValueError as exc:
+        _fail(str(exc))
+    if expected is not None:
+        changes["expected_sensors"] = None if expected == "learn" else [s for s in expected.split(",") if s]
+    if not changes:
+        _fail("nothing to change: give at least one option (see --help)")
+
+    async def action(conn: psycopg.AsyncConnection[Any]) -> Any:
+        found = await admin.resolve_site(conn, site, org)
+        try:
+            return await sites.update_site(conn, found.org_id, found.id, changes)
+        except SettingsError as exc:
+            raise CollectorError("; ".join(exc.problems)) from None
+
+    record = _with_db(_settings(config, database_url=database_url, data_dir=data_dir), action)
+    typer.echo(json.dumps(record.as_json(), indent=2))
+
+
+@sites_app.command("sensors")
+def sites_sensors(
+    site: Annotated[str, typer.Argument(help="The site's id.")],
+    org: Annotated[str | None, typer.Option("--org", help="The site's organization, if its id is not unique.")] = None,
+    retire: Annotated[str | None, typer.Option("--retire", help="Retire this sensor now.")] = None,
+    restore: Annotated[str | None, typer.Option("--restore", help="Expect this retired sensor again.")] = None,
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = None,
+    config: Config = None,
+    as_json: AsJson = False,
+) -> None:
+    """List a site's sensors learnt from its data; retire one that was removed, or restore it."""
+    from datetime import UTC
+
+    from . import admin, sites
+
+    async def action(conn: psycopg.AsyncConnection[Any]) -> Any:
+        found = await admin.resolve_site(conn, site, org)
+        if retire:
+            await sites.retire_sensor(conn, found.org_id, found.id, retire, datetime.now(UTC))
+        if restore:
+            await sites.retire_sensor(conn, found.org_id, found.id, restore, None)
+        return await sites.list_sensors(conn, found.org_id, found.id)
+
+    found = _with_db(_settings(config, database_url=database_url, data_dir=data_dir), action)
+    if as_json:
+        _json(found)
+    else:
+        _table(["SENSOR", "COUNTS", "OCCUPANCY", "SINCE", "LAST REPORT", "RETIRED"],
+               [(s.name, s.counts, s.occupancy, s.reporting_since, s.last_report_at, s.retired_at) for s in found])
+
+
+@orgs_app.command("set")
+def orgs_set(
+    org: Annotated[str, typer.Argument(help="The organization's id.")],
+    week_start: Annotated[str, typer.Option("--week-start", help="monday ... sunday: the first day of week buckets.")],
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = None,
+    config: Config = None,
+) -> None:
+    """Change an organization's settings."""
+    from . import sites
+    from .periods import WEEKDAYS
+
+    if week_start.lower() not in WEEKDAYS:
+        _fail(f"--week-start must be one of {', '.join(WEEKDAYS)}, got {week_start!r}")
+    day = WEEKDAYS.index(week_start.lower()) + 1
+    _with_db(_settings(config, database_url=database_url, data_dir=data_dir),
+             lambda conn: sites.set_week_start(conn, org, day))
+    typer.echo(f"{org}: weeks start on {week_start.lower()}", err=True)
+
+
+@partitions_app.callback(invoke_without_command=True)
+def partitions_list(
+    ctx: typer.Context,
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = None,
+    config: Config = None,
+    as_json: AsJson = False,
+) -> None:
+    """Show the partitions of the time tables: month, raw or rollup, estimated rows and size."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .partitions import list_partitions
+
+    found = _with_db(_settings(config, database_url=database_url, data_dir=data_dir), list_partitions)
+    if as_json:
+        _json(found)
+        return
+    _table(["TABLE", "PARTITION", "FROM", "TO", "KIND", "ROWS", "SIZE"],
+           [(p.table, p.name, p.start.date(), p.end.date(), p.kind, p.rows, _size(p.bytes)) for p in found])
+
+
+@partitions_app.command("prune")
+def partitions_prune(
+    older_than: Annotated[str, typer.Option("--older-than", help="Drop raw months that ended before this, e.g. 400d.")],
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = None,
+    config: Config = None,
+) -> None:
+    """Drop raw partitions older than --older-than now; rollups (every metric) are kept."""
+    from .partitions import drop_expired
+    from .store import Store
+
+    try:
+        seconds = parse_duration(older_than)
+    except ValueError as exc:
+        _fail(f"--older-than: {exc}")
+    dropped = _with_db(_settings(config, database_url=database_url, data_dir=data_dir),
+                       lambda conn: drop_expired(conn, Store(), timedelta(seconds=seconds)))
+    for name in dropped:
+        typer.echo(name)
+    typer.echo(f"{len(dropped)} raw partition(s) dropped", err=True)
+
+
+def _size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"

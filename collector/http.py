@@ -41,6 +41,7 @@ def error_middleware(retry_after: float) -> Middleware:
     @web.middleware
     async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
+            _check_text(request)
             return await handler(request)
         except ApiError as exc:
             return error_response(exc.status, exc.code, exc.message, exc.headers)
@@ -51,6 +52,10 @@ def error_middleware(retry_after: float) -> Middleware:
                 raise
             headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
             return error_response(exc.status, _AIOHTTP_CODES.get(exc.status, "http_error"), exc.reason, headers)
+        except psycopg.DataError as exc:
+            # A value PostgreSQL cannot store or compare (out of range, invalid text): the client's to fix.
+            reason = exc.diag.message_primary or str(exc)
+            return error_response(400, "bad_parameter", f"a value in the request is not valid: {reason}")
         except (psycopg.OperationalError, PoolTimeout, PoolClosed) as exc:
             event(log, "database_unavailable", logging.WARNING, path=request.path, error=str(exc).strip())
             seconds = str(max(1, round(retry_after)))
@@ -65,6 +70,12 @@ def error_middleware(retry_after: float) -> Middleware:
             return error_response(500, "internal_error", "the collector failed on this request; it has been logged")
 
     return errors
+
+
+def _check_text(request: web.Request) -> None:
+    """Refuse NUL characters in the path or query: no identifier has one, and PostgreSQL text cannot hold one."""
+    if "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in request.query.items()):
+        raise BadRequest("the path or query string contains a NUL character", code="bad_parameter")
 
 
 async def add_server_time(request: web.Request, response: web.StreamResponse) -> None:

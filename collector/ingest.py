@@ -218,6 +218,13 @@ class Ingest:
         for attempt in range(1, _RETRIES + 1):
             try:
                 return await self._commit_once(batch, key, skew_s)
+            except psycopg.errors.CheckViolation as exc:
+                # A partition this process believed in was dropped (raw retention, possibly by another
+                # collector): forget what it knows about partitions and make them again.
+                if "no partition" not in str(exc) or attempt == _RETRIES:
+                    raise
+                event(log, "partition_missing", logging.WARNING, agent=batch.agent, error=str(exc).strip())
+                self.store.forget_all()
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
                 # Nothing was committed: retrying the whole transaction is safe.
                 event(log, "batch_retry", logging.WARNING, agent=batch.agent, attempt=attempt, error=str(exc))
@@ -233,7 +240,7 @@ class Ingest:
             await self.store.ensure_for(conn, batch.records)
             async with conn.transaction():
                 cur = await conn.execute(
-                    "SELECT a.status, a.public_key, a.hw_seq, a.org_id, a.site_id, s.timezone "
+                    "SELECT a.status, a.public_key, a.hw_seq, a.org_id, a.site_id, s.timezone, s.day_reset "
                     "FROM agents a JOIN sites s ON s.org_id = a.org_id AND s.id = a.site_id "
                     "WHERE a.id = %s FOR UPDATE OF a",
                     (batch.agent,),
@@ -241,7 +248,7 @@ class Ingest:
                 row = await cur.fetchone()
                 if row is None:
                     raise AuthError(f"agent {batch.agent!r} is not enrolled with this collector", code="unknown_agent")
-                status, public_key, hw_seq, org_id, site_id, timezone = row
+                status, public_key, hw_seq, org_id, site_id, timezone, day_reset = row
                 if status != "active":
                     self.keys.drop(batch.agent)
                     raise AuthError(f"agent {batch.agent!r} has been revoked; enroll it again", code="revoked_agent")
@@ -250,7 +257,8 @@ class Ingest:
                     raise BadSignature("the agent's key changed while this batch was verified; send it again")
                 fresh = [r for r in batch.records if r.seq > hw_seq]
                 if fresh:
-                    await self.store.write(conn, AgentContext(batch.agent, org_id, site_id, ZoneInfo(timezone)), fresh)
+                    ctx = AgentContext(batch.agent, org_id, site_id, ZoneInfo(timezone), day_reset)
+                    await self.store.write(conn, ctx, fresh)
                 acked = max(hw_seq, batch.seq_last)
                 await conn.execute(
                     "UPDATE agents SET hw_seq = %s, last_seen_at = now(), clock_skew_s = %s WHERE id = %s",

@@ -4,17 +4,15 @@ The metrics API answers in the store's local time, and local time is not a fixed
 on the day clocks go forward a local day has 23 hours and the hour 02:00-03:00 does not exist;
 on the day they go back it has 25 hours and 01:00-02:00 happens twice, once at each offset.
 Everything here works on UTC instants and asks zoneinfo what the local clock reads, so those
-days come out right without special cases.
+days come out right without special cases. Buckets of every granularity are in collector/periods.py.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
-QUARTER = timedelta(minutes=15)
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # "2026-03-08T10:00:00 01:00": a "+" left unencoded in a query string arrives as a space.
 _LOST_PLUS = re.compile(r"^(.*\d) (\d{2}:?\d{2})$")
@@ -54,59 +52,6 @@ def parse_bound(text: str, zone: ZoneInfo) -> datetime:
     return moment.astimezone(UTC)
 
 
-def is_day_start(moment: datetime, zone: ZoneInfo) -> bool:
-    """Whether `moment` is the first instant of a local day."""
-    return start_of_day(moment.astimezone(zone).date(), zone) == moment
-
-
-def is_hour_start(moment: datetime, zone: ZoneInfo) -> bool:
-    """Whether the local clock reads a whole hour at `moment`."""
-    local = moment.astimezone(zone)
-    return local.minute == 0 and local.second == 0 and local.microsecond == 0
-
-
 def local_iso(moment: datetime, zone: ZoneInfo) -> str:
     """`2026-03-08T03:00:00-04:00`: the local clock with its offset, unambiguous even on a fall-back day."""
     return moment.astimezone(zone).isoformat()
-
-
-@dataclass(frozen=True, slots=True)
-class Bucket:
-    """One answer bucket: [start, end) in UTC; `day` is the local date of a day bucket."""
-
-    start: datetime
-    end: datetime
-    day: date | None = None
-
-
-def day_buckets(start: datetime, end: datetime, zone: ZoneInfo) -> list[Bucket]:
-    """The local days from the one starting at `start` up to `end` (both local day starts)."""
-    buckets: list[Bucket] = []
-    day = start.astimezone(zone).date()
-    moment = start
-    while moment < end:
-        following = start_of_day(day + timedelta(days=1), zone)
-        buckets.append(Bucket(moment, following, day))
-        day, moment = day + timedelta(days=1), following
-    return buckets
-
-
-def hour_buckets(start: datetime, end: datetime, zone: ZoneInfo) -> list[Bucket]:
-    """The local hours between `start` and `end`, each a run of 15-minute UTC buckets.
-
-    A local hour is identified by its wall-clock hour *and* its offset, so the repeated hour of
-    a fall-back day gives two buckets, and the skipped hour of a spring-forward day none.
-    """
-    buckets: list[Bucket] = []
-    key: tuple[datetime, timedelta | None] | None = None
-    moment = start
-    while moment < end:
-        local = moment.astimezone(zone)
-        this = (local.replace(minute=0, second=0, microsecond=0, tzinfo=None), local.utcoffset())
-        if this != key:
-            buckets.append(Bucket(moment, moment + QUARTER))
-            key = this
-        else:
-            buckets[-1] = Bucket(buckets[-1].start, moment + QUARTER)
-        moment += QUARTER
-    return buckets

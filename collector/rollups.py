@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from footfall.protocol.records import Count, Occupancy, Record, SensorEvent, Transaction
@@ -93,11 +94,37 @@ class Rollups:
     sales_day: dict[tuple[date, str, str], SalesTotals] = field(default_factory=dict)
     # (kind, name) -> (earliest, latest) record time seen in this batch.
     sensors: dict[SensorKey, tuple[datetime, datetime]] = field(default_factory=dict)
+    # (local day, sensor) -> bit mask of the day's quarters the sensor reported for.
+    coverage: dict[tuple[date, str], int] = field(default_factory=dict)
+    # sensor -> what it reports and the (earliest, latest) time of its counts and occupancy readings.
+    reporting: dict[str, SensorReport] = field(default_factory=dict)
+    occupancy_15m: dict[tuple[datetime, str, str], int] = field(default_factory=dict)
+    occupancy_day: dict[tuple[date, str, str], int] = field(default_factory=dict)
+    # The quarters holding counts: the estimated occupancy of their reset periods must be replayed.
+    count_quarters: set[datetime] = field(default_factory=set)
+    # Gap, offline and online events, in seq order.
+    events: list[SensorEvent] = field(default_factory=list)
+    # The earliest and latest instants the batch's data touches (for cache invalidation).
+    span: tuple[datetime, datetime] | None = None
+
+
+@dataclass(slots=True)
+class SensorReport:
+    """What one sensor's counts and occupancy readings in a batch say about it."""
+
+    first: datetime
+    last: datetime
+    counts: bool = False
+    occupancy: bool = False
+
+
+OUTAGE_EVENTS = frozenset({"gap", "offline", "online"})
 
 
 def compute(records: Iterable[Record], zone: ZoneInfo) -> Rollups:
     """Sum `records` into rollup rows; `zone` is the site's, for local days."""
     out = Rollups()
+    days = _DayStarts(zone)
     for record in records:
         moment = record_time(record)
         if isinstance(record, Count):
@@ -107,17 +134,75 @@ def compute(records: Iterable[Record], zone: ZoneInfo) -> Rollups:
                 totals.entries += record.entries
                 totals.exits += record.exits
             _seen(out, ("sensor", record.sensor), moment)
+            end = from_ms(record.end_ms)
+            quarter = bucket_of(moment)
+            out.count_quarters.add(quarter)
+            while quarter < end:
+                _cover(out, days, record.sensor, quarter)
+                quarter += BUCKET
+            _report(out, record.sensor, moment, counts=True)
+            _extend(out, moment, end)
         elif isinstance(record, Transaction):
             day_key = (moment.astimezone(zone).date(), record.terminal, record.currency)
             out.sales_15m.setdefault((bucket_of(moment), record.terminal, record.currency), SalesTotals()).add(record)
             out.sales_day.setdefault(day_key, SalesTotals()).add(record)
             _seen(out, ("terminal", record.terminal), moment)
+            _extend(out, moment, moment)
         elif isinstance(record, Occupancy):
             _seen(out, ("sensor", record.sensor), moment)
-        elif isinstance(record, SensorEvent) and record.sensor != "agent":
-            # Events about the agent itself (sensor "agent") name no device.
-            _seen(out, ("sensor", record.sensor), moment)
+            quarter = bucket_of(moment)
+            _cover(out, days, record.sensor, quarter)
+            _report(out, record.sensor, moment, occupancy=True)
+            _peak(out.occupancy_15m, (quarter, record.sensor, record.zone), record.value)
+            _peak(out.occupancy_day, (moment.astimezone(zone).date(), record.sensor, record.zone), record.value)
+            _extend(out, moment, moment)
+        elif isinstance(record, SensorEvent):
+            if record.sensor != "agent":
+                # Events about the agent itself (sensor "agent") name no device.
+                _seen(out, ("sensor", record.sensor), moment)
+            if record.kind in OUTAGE_EVENTS:
+                out.events.append(record)
     return out
+
+
+class _DayStarts:
+    """Local days of one zone and their first instants, memoised for a batch."""
+
+    def __init__(self, zone: ZoneInfo) -> None:
+        self.zone = zone
+        self._starts: dict[date, datetime] = {}
+
+    def locate(self, quarter: datetime) -> tuple[date, int]:
+        """The local day holding `quarter` and the quarter's index in it (0 for the first)."""
+        day = quarter.astimezone(self.zone).date()
+        start = self._starts.get(day)
+        if start is None:
+            start = datetime.combine(day, time(0), tzinfo=self.zone).astimezone(UTC)
+            self._starts[day] = start
+        return day, (quarter - start) // BUCKET
+
+
+def _cover(out: Rollups, days: _DayStarts, sensor: str, quarter: datetime) -> None:
+    day, index = days.locate(quarter)
+    key = (day, sensor)
+    out.coverage[key] = out.coverage.get(key, 0) | (1 << index)
+
+
+def _report(out: Rollups, sensor: str, moment: datetime, *, counts: bool = False, occupancy: bool = False) -> None:
+    report = out.reporting.get(sensor)
+    if report is None:
+        report = out.reporting[sensor] = SensorReport(moment, moment)
+    report.first, report.last = min(report.first, moment), max(report.last, moment)
+    report.counts |= counts
+    report.occupancy |= occupancy
+
+
+def _peak(peaks: dict[Any, int], key: Any, value: int) -> None:
+    peaks[key] = max(peaks.get(key, value), value)
+
+
+def _extend(out: Rollups, first: datetime, last: datetime) -> None:
+    out.span = (first, last) if out.span is None else (min(out.span[0], first), max(out.span[1], last))
 
 
 def _seen(out: Rollups, key: SensorKey, moment: datetime) -> None:

@@ -13,6 +13,7 @@ database_timeout = "5s"            # how long a request waits for a connection b
 retry_after = "5s"                 # the Retry-After sent with a 503
 log_level = "info"                 # debug, info, warning or error
 log_format = "logfmt"              # logfmt or json
+raw_retention = ""                 # drop raw partitions older than this (such as "400d"); "" = keep forever
 ```
 
 Every problem in the file is reported at once, each naming its key; unknown keys are errors
@@ -64,6 +65,8 @@ class CollectorSettings:
     retry_after: float = 5.0
     log_level: str = "info"
     log_format: str = "logfmt"
+    # Seconds; 0 keeps raw rows forever. Rollups are always kept (collector/partitions.py).
+    raw_retention: float = 0.0
 
     @property
     def host(self) -> str:
@@ -113,6 +116,15 @@ def _duration(value: Any, _: Path) -> float:
     return seconds
 
 
+def _retention(value: Any, base: Path) -> float:
+    if value in ("", 0):
+        return 0.0
+    seconds = _duration(value, base)
+    if seconds < 31 * 86400:
+        raise ValueError(f"must be at least 31d (whole months of raw rows are dropped), got {value!r}")
+    return seconds
+
+
 def _body(value: Any, _: Path) -> int:
     if not isinstance(value, str | int):
         raise ValueError(f"must be a size such as 512KiB or 8MiB, got {value!r}")
@@ -149,6 +161,7 @@ _CONVERTERS: Mapping[str, Callable[[Any, Path], Any]] = {
     "retry_after": _duration,
     "log_level": _choice(LOG_LEVELS),
     "log_format": _choice(LOG_FORMATS),
+    "raw_retention": _retention,
 }
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
+from .cache import AnswerCache
 from .settings import CollectorSettings
 from .store import Store
 
@@ -23,6 +24,7 @@ class CollectorState:
     pool: AsyncConnectionPool[Any]
     store: Store
     ingest: Ingest
+    cache: AnswerCache = field(default_factory=AnswerCache)
 
 
 STATE = web.AppKey("footfall_collector", CollectorState)

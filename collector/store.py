@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -33,7 +33,7 @@ from psycopg import sql
 
 from footfall.logs import event
 
-from . import rollups
+from . import balance, cache, outages, rollups
 from .rollups import from_ms, record_time
 
 log = logging.getLogger("footfall.collector.store")
@@ -44,7 +44,7 @@ MONTHS_AHEAD = 2
 # The partitioned tables each record type writes to (migrations 0002 and 0003 create them).
 TABLES_BY_TYPE: dict[type[Any], tuple[str, ...]] = {
     Count: ("people_counts", "counts_15m"),
-    Occupancy: ("occupancy",),
+    Occupancy: ("occupancy", "occupancy_15m"),
     Transaction: ("transactions", "sales_15m"),
     SensorEvent: ("sensor_events",),
 }
@@ -118,6 +118,38 @@ DO UPDATE SET first_seen_at = LEAST(s.first_seen_at, excluded.first_seen_at),
     org_id = excluded.org_id, site_id = excluded.site_id
 """
 
+# Completeness and occupancy rollups (migrations 0005 and 0006), same rules as above.
+_UPSERT_COVERAGE = """
+INSERT INTO sensor_coverage_day AS t (org_id, site_id, local_day, sensor, mask, quarters)
+SELECT %s, %s, u.* FROM unnest(%s::date[], %s::text[], %s::bit(128)[], %s::int4[]) AS u
+ON CONFLICT (org_id, site_id, local_day, sensor)
+DO UPDATE SET mask = t.mask | excluded.mask, quarters = bit_count(t.mask | excluded.mask)
+"""
+_UPSERT_SITE_SENSORS = """
+INSERT INTO site_sensors AS s (org_id, site_id, sensor, counts, occupancy, reporting_since, last_report_at)
+SELECT %s, %s, u.* FROM unnest(%s::text[], %s::bool[], %s::bool[], %s::timestamptz[], %s::timestamptz[]) AS u
+ON CONFLICT (org_id, site_id, sensor)
+DO UPDATE SET counts = s.counts OR excluded.counts, occupancy = s.occupancy OR excluded.occupancy,
+    reporting_since = LEAST(s.reporting_since, excluded.reporting_since),
+    last_report_at = GREATEST(s.last_report_at, excluded.last_report_at)
+"""
+_UPSERT_OCCUPANCY_15M = """
+INSERT INTO occupancy_15m AS t (org_id, site_id, agent_id, bucket_start, sensor, zone, peak)
+SELECT %s, %s, %s, u.* FROM unnest(%s::timestamptz[], %s::text[], %s::text[], %s::int8[]) AS u
+ON CONFLICT (org_id, site_id, bucket_start, agent_id, sensor, zone) DO UPDATE SET peak = GREATEST(t.peak, excluded.peak)
+"""
+_UPSERT_OCCUPANCY_DAY = """
+INSERT INTO occupancy_day AS t (org_id, site_id, agent_id, local_day, sensor, zone, peak)
+SELECT %s, %s, %s, u.* FROM unnest(%s::date[], %s::text[], %s::text[], %s::int8[]) AS u
+ON CONFLICT (org_id, site_id, local_day, agent_id, sensor, zone) DO UPDATE SET peak = GREATEST(t.peak, excluded.peak)
+"""
+_MARK_BALANCE = """
+INSERT INTO balance_day AS b (org_id, site_id, local_day, version)
+SELECT %s, %s, d, 1 FROM unnest(%s::date[]) AS d
+ON CONFLICT (org_id, site_id, local_day) DO UPDATE SET version = b.version + 1
+"""
+_NOTIFY = "SELECT pg_notify(%s, %s)"
+
 Conn = psycopg.AsyncConnection[Any]
 
 
@@ -129,6 +161,8 @@ class AgentContext:
     org_id: str
     site_id: str
     zone: ZoneInfo
+    # The site's daily reset of the estimated occupancy (sites.day_reset).
+    day_reset: time = time(4)
 
 
 def month_of(moment: datetime) -> date:
@@ -186,14 +220,27 @@ class Store:
             (_UPSERT_SALES_DAY, sums.sales_day, rollups.SalesTotals.values),
             (_UPSERT_SENSORS, sums.sensors, tuple),
         ]
+        tables += [
+            (_UPSERT_OCCUPANCY_15M, sums.occupancy_15m, _one),
+            (_UPSERT_OCCUPANCY_DAY, sums.occupancy_day, _one),
+        ]
         for statement, rows, values in tables:
             if rows:
                 # Key order: concurrent transactions lock rows in the same order and cannot deadlock.
                 statements.append((statement, (*owner, *_columns(k + values(rows[k]) for k in sorted(rows)))))
+        statements += _completeness_statements(ctx, sums)
         # One round trip for every upsert instead of one each.
         async with conn.pipeline(), conn.cursor() as cur:
             for statement, params in statements:
                 await cur.execute(statement.encode(), params)
+
+    def forget(self, partitions: set[tuple[str, date]]) -> None:
+        """Partitions dropped (by retention): make them again if a batch needs them."""
+        self._known -= partitions
+
+    def forget_all(self) -> None:
+        """Check every partition again (one was dropped behind this process's back)."""
+        self._known.clear()
 
     async def _native_tables(self, conn: Conn) -> frozenset[str]:
         """The tables partitioned natively (not TimescaleDB hypertables): those need partitions made."""
@@ -260,6 +307,46 @@ def _row(ctx: AgentContext, r: Record) -> tuple[Any, ...]:
             *head, r.terminal, r.txn_id, from_ms(r.at_ms), r.kind, r.amount_minor, r.currency, r.items, r.raw, r.clock
         )
     return (*head, r.sensor, from_ms(r.at_ms), r.kind, r.detail, r.lost_first, r.lost_last, r.clock)
+
+
+def _completeness_statements(ctx: AgentContext, sums: rollups.Rollups) -> list[tuple[str, Sequence[Any]]]:
+    """Coverage, the site's sensors, the estimated occupancy, outages and the cache notice (after the raw rows)."""
+    site = (ctx.org_id, ctx.site_id)
+    out: list[tuple[str, Sequence[Any]]] = []
+    if sums.coverage:
+        keys = sorted(sums.coverage)
+        masks = [sums.coverage[k] for k in keys]
+        out.append((_UPSERT_COVERAGE, (
+            *site, [d for d, _ in keys], [s for _, s in keys], [_bits(m) for m in masks], [m.bit_count() for m in masks]
+        )))
+    if sums.reporting:
+        names = sorted(sums.reporting)
+        reports = [sums.reporting[n] for n in names]
+        out.append((_UPSERT_SITE_SENSORS, (
+            *site, names, [r.counts for r in reports], [r.occupancy for r in reports],
+            [r.first for r in reports], [r.last for r in reports],
+        )))
+    refresh = balance.refresh_for(sums.count_quarters, ctx.day_reset, ctx.zone)
+    if refresh is not None:
+        # The days whose estimated occupancy may have changed: replayed when next asked for (0006).
+        out.append((_MARK_BALANCE, (*site, refresh.days)))
+    events = outages.statements(ctx.org_id, ctx.site_id, ctx.agent_id, sums.events)
+    out += events
+    if events or sums.span is not None:
+        # Delivered at commit, to every collector listening (collector/cache.py): theirs and ours.
+        # A batch with outages changes completeness over windows known only in SQL: the whole site.
+        span = None if events else sums.span
+        out.append((_NOTIFY, (cache.CHANNEL, cache.notice(ctx.org_id, ctx.site_id, span))))
+    return out
+
+
+def _bits(mask: int) -> str:
+    """A coverage mask as the text of a bit(128): quarter 0 is the leftmost bit."""
+    return format(mask, "0128b")[::-1]
+
+
+def _one(value: int) -> tuple[int]:
+    return (value,)
 
 
 def _counts(totals: rollups.CountTotals) -> tuple[int, int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
@@ -30,6 +31,12 @@ class Principal:
 
 async def authenticate(request: web.Request, pool: AsyncConnectionPool[Any], *roles: str) -> Principal:
     """The caller's key, checked against the database; its role must be one of `roles`."""
+    async with pool.connection() as conn:
+        return await check_key(conn, request, *roles)
+
+
+async def check_key(conn: psycopg.AsyncConnection[Any], request: web.Request, *roles: str) -> Principal:
+    """`authenticate` on a connection the caller holds (run it before binding the transaction to an organization)."""
     header = request.headers.get("Authorization", "")
     scheme, _, key = header.partition(" ")
     key = key.strip()
@@ -39,11 +46,10 @@ async def authenticate(request: web.Request, pool: AsyncConnectionPool[Any], *ro
             code="missing_api_key",
             headers=_CHALLENGE,
         )
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT id, org_id, role FROM api_keys WHERE key_hash = %s AND NOT revoked", (digest(key),)
-        )
-        row = await cur.fetchone()
+    cur = await conn.execute(
+        "SELECT id, org_id, role FROM api_keys WHERE key_hash = %s AND NOT revoked", (digest(key),)
+    )
+    row = await cur.fetchone()
     if row is None:
         raise Unauthorized("this API key is unknown or revoked", code="invalid_api_key", headers=_CHALLENGE)
     principal = Principal(*row)

@@ -1,147 +1,141 @@
-"""Analysts' metrics: `GET /v1/sites/{site}/footfall?from=&to=&granularity=hour|day[&format=csv]`.
+"""Analysts' metrics: one site, a group of sites, and the original footfall view.
 
-Answers are in the site's local time. `from` and `to` take a local date (`2026-03-08`: the
-start of that day in the site's zone) or an ISO datetime with an offset; `from` is inclusive,
-`to` exclusive. Day buckets come from `counts_day` (local days computed at ingest); hour
-buckets are sums of `counts_15m` rows over each local hour, which makes a spring-forward day
-23 hours long and gives the repeated hour of a fall-back day twice, with its two offsets.
-Every bucket of the range is present, with zeros where nothing was counted.
+- `GET /v1/sites/{site}/metrics`: every metric of collector/measures.py per local bucket of one site.
+- `GET /v1/metrics?site=a,b&tag=region:north`: the same for a group (named sites, every site
+  having all the tags, or without either the whole organization), each site counted in its own
+  local periods and added up under equal local periods.
+- `GET /v1/sites/{site}/footfall`: entries and exits per local hour or day (the first API, kept).
 
-Needs an analyst or fleet_admin key of the site's organization; another organization's site
-answers 404, the same as a site that does not exist.
+Parameters: collector/api/params.py. Answers: collector/api/render.py. The computation
+(collector/query.py) goes through the answer cache (collector/cache.py): identical concurrent
+requests share one computation; a request with `Cache-Control: no-cache` computes afresh.
+Needs an analyst or fleet_admin key; another organization's site answers 404, like one that does not exist.
 """
 
 from __future__ import annotations
 
-import bisect
-import csv
-import io
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
-from zoneinfo import ZoneInfo
+from datetime import datetime
 
 from aiohttp import web
 
-from ..errors import BadRequest, NotFound
-from ..localtime import Bucket, day_buckets, hour_buckets, is_day_start, is_hour_start, local_iso, parse_bound
-from ..state import STATE
+from ..cache import Scope
+from ..errors import NotFound
+from ..periods import comparison
+from ..query import Conn, MetricsQuery, Series, compute, utc_span
+from ..sites import load_sites, week_start_of
+from ..sitesettings import SiteInfo
+from ..state import STATE, CollectorState
+from ..tenancy import authorized, tenant_connection
 from .auth import authenticate
+from .params import Options, group_bounds, options, response_format, site_bounds
+from .render import Rendered, answer_document, is_closed, rendered, send
 
-GRANULARITIES = ("hour", "day")
-# The longest range per granularity: a month of hours, two years of days.
-MAX_RANGE = {"hour": timedelta(days=31, hours=1), "day": timedelta(days=732)}
-
-
-@dataclass(frozen=True, slots=True)
-class Query:
-    """A checked footfall query: UTC bounds that fall on bucket starts of the site's zone."""
-
-    start: datetime
-    end: datetime
-    granularity: str
+READERS = ("analyst", "fleet_admin")
 
 
-def parse_query(params: Any, zone: ZoneInfo) -> Query:
-    """Check the query string; 400 with a code and a message saying what to change."""
-    granularity = params.get("granularity", "day")
-    if granularity not in GRANULARITIES:
-        raise BadRequest(
-            f"granularity must be one of {', '.join(GRANULARITIES)}, got {granularity!r}", code="bad_granularity"
-        )
-    bounds: dict[str, datetime] = {}
-    for name in ("from", "to"):
-        text = params.get(name)
-        if not text:
-            raise BadRequest(
-                f"`{name}` is required: a local date (2026-03-08) or an ISO datetime with an offset", code="bad_range"
-            )
-        try:
-            bounds[name] = parse_bound(text, zone)
-        except ValueError as exc:
-            raise BadRequest(f"`{name}`: {exc}", code="bad_date") from None
-    start, end = bounds["from"], bounds["to"]
-    if end <= start:
-        raise BadRequest("`to` must be after `from` (`from` is inclusive, `to` exclusive)", code="bad_range")
-    if end - start > MAX_RANGE[granularity]:
-        hint = "split the range or use granularity=day" if granularity == "hour" else "split the range"
-        raise BadRequest(
-            f"a {granularity} query covers at most {MAX_RANGE[granularity].days} days; {hint}", code="range_too_large"
-        )
-    aligned = is_day_start if granularity == "day" else is_hour_start
-    for name, moment in bounds.items():
-        if not aligned(moment, zone):
-            raise BadRequest(
-                f"`{name}` ({local_iso(moment, zone)} local) is not the start of a local {granularity}",
-                code="unaligned_range",
-            )
-    return Query(start, end, granularity)
+async def site_metrics_handler(request: web.Request) -> web.StreamResponse:
+    """`GET /v1/sites/{site}/metrics`."""
+    state = request.app[STATE]
+    fmt = response_format(request.query, request.headers.get("Accept", ""))
+    async with authorized(request, state.pool, *READERS) as (conn, principal):
+        site = await _one_site(conn, principal.org_id, request.match_info["site"])
+        opts = options(request.query, await week_start_of(conn, principal.org_id))
+        start, end = site_bounds(request.query, site, opts)
+        answer, last = await _answer(request, state, conn, principal.org_id, (site,), start, end, opts, True)
+    return await send(request, answer, fmt, is_closed(last))
+
+
+async def group_metrics_handler(request: web.Request) -> web.StreamResponse:
+    """`GET /v1/metrics`."""
+    state = request.app[STATE]
+    fmt = response_format(request.query, request.headers.get("Accept", ""))
+    named = sorted({s.strip() for v in request.query.getall("site", []) for s in v.split(",") if s.strip()})
+    tags = tuple(sorted({t.strip() for v in request.query.getall("tag", []) for t in v.split(",") if t.strip()}))
+    async with authorized(request, state.pool, *READERS) as (conn, principal):
+        sites = await load_sites(conn, principal.org_id, named or None, tags)
+        missing = sorted(set(named) - {s.id for s in sites})
+        if missing:
+            raise NotFound(f"no site {', '.join(map(repr, missing))} in this key's organization", code="unknown_site")
+        if not sites:
+            raise NotFound("no site of this key's organization matches", code="unknown_site")
+        opts = options(request.query, await week_start_of(conn, principal.org_id))
+        start, end = group_bounds(request.query, opts)
+        answer, last = await _answer(request, state, conn, principal.org_id, tuple(sites), start, end, opts, False)
+    return await send(request, answer, fmt, is_closed(last))
 
 
 async def footfall_handler(request: web.Request) -> web.StreamResponse:
-    """Entries and exits per local hour or day for one site."""
+    """`GET /v1/sites/{site}/footfall`: entries and exits per local hour or day."""
     state = request.app[STATE]
-    principal = await authenticate(request, state.pool, "analyst", "fleet_admin")
-    site_id = request.match_info["site"]
-    async with state.pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT timezone FROM sites WHERE org_id = %s AND id = %s", (principal.org_id, site_id)
-        )
-        row = await cur.fetchone()
-        if row is None:
-            raise NotFound(f"no site {site_id!r} in this key's organization")
-        zone = ZoneInfo(row[0])
-        query = parse_query(request.query, zone)
-        if query.granularity == "day":
-            buckets = day_buckets(query.start, query.end, zone)
-            cur = await conn.execute(
-                "SELECT local_day, sum(entries), sum(exits) FROM counts_day "
-                "WHERE org_id = %s AND site_id = %s AND local_day >= %s AND local_day < %s GROUP BY local_day",
-                (principal.org_id, site_id, query.start.astimezone(zone).date(), query.end.astimezone(zone).date()),
-            )
-            by_day = {day: (int(e), int(x)) for day, e, x in await cur.fetchall()}
-            totals = [by_day.get(b.day, (0, 0)) for b in buckets]
-        else:
-            buckets = hour_buckets(query.start, query.end, zone)
-            cur = await conn.execute(
-                "SELECT bucket_start, sum(entries), sum(exits) FROM counts_15m "
-                "WHERE org_id = %s AND site_id = %s AND bucket_start >= %s AND bucket_start < %s GROUP BY bucket_start",
-                (principal.org_id, site_id, query.start, query.end),
-            )
-            totals = _sum_into(buckets, await cur.fetchall())
-    rows = [
-        {"start": local_iso(b.start, zone), "end": local_iso(b.end, zone), "entries": e, "exits": x}
-        for b, (e, x) in zip(buckets, totals, strict=True)
-    ]
-    if request.query.get("format") == "csv":
-        return _csv(rows)
-    return web.json_response(
-        {
-            "site": site_id,
-            "timezone": zone.key,
-            "granularity": query.granularity,
-            "from": local_iso(query.start, zone),
-            "to": local_iso(query.end, zone),
-            "buckets": rows,
-            "totals": {"entries": sum(e for e, _ in totals), "exits": sum(x for _, x in totals)},
-        }
-    )
+    principal = await authenticate(request, state.pool, *READERS)
+    fmt = "csv" if request.query.get("format") == "csv" else "json"
+    async with tenant_connection(state.pool, principal.org_id) as conn:
+        site = await _one_site(conn, principal.org_id, request.match_info["site"])
+        params = {k: v for k, v in request.query.items() if k in ("from", "to", "granularity")}
+        params["metrics"] = "entries,exits"
+        opts = options(params, 1, granularities=("hour", "day"))
+        start, end = site_bounds(params, site, opts)
+        query = MetricsQuery(principal.org_id, (site,), start, end, opts.granularity, 1, opts.metrics)
+        series = await compute(conn, query)
+    document = answer_document(series, query, single=True)
+    rows = [{"start": b["start"], "end": b["end"], "entries": b["entries"], "exits": b["exits"]}
+            for b in document["buckets"]]
+    legacy = {
+        "site": site.id, "timezone": site.zone.key, "granularity": opts.granularity,
+        "from": document["from"], "to": document["to"], "buckets": rows,
+        "totals": {"entries": document["totals"]["entries"], "exits": document["totals"]["exits"]},
+    }
+    if fmt == "csv":
+        lines = ["start,end,entries,exits", *(f"{r['start']},{r['end']},{r['entries']},{r['exits']}" for r in rows)]
+        return web.Response(text="\n".join(lines) + "\n", content_type="text/csv")
+    return web.json_response(legacy)
 
 
-def _sum_into(buckets: list[Bucket], quarters: list[tuple[datetime, Any, Any]]) -> list[tuple[int, int]]:
-    """Add each 15-minute row to the hour bucket holding it (buckets are sorted and contiguous)."""
-    sums = [[0, 0] for _ in buckets]
-    starts = [b.start for b in buckets]
-    for moment, entries, exits in quarters:
-        index = bisect.bisect_right(starts, moment) - 1
-        sums[index][0] += int(entries)
-        sums[index][1] += int(exits)
-    return [(e, x) for e, x in sums]
+async def _one_site(conn: Conn, org_id: str, site_id: str) -> SiteInfo:
+    sites = await load_sites(conn, org_id, [site_id])
+    if not sites:
+        raise NotFound(f"no site {site_id!r} in this key's organization")
+    return sites[0]
 
 
-def _csv(rows: list[dict[str, Any]]) -> web.Response:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=["start", "end", "entries", "exits"], lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return web.Response(text=out.getvalue(), content_type="text/csv")
+async def _answer(
+    request: web.Request,
+    state: CollectorState,
+    conn: Conn,
+    org_id: str,
+    sites: tuple[SiteInfo, ...],
+    start: datetime,
+    end: datetime,
+    opts: Options,
+    single: bool,
+) -> tuple[Rendered, datetime]:
+    """The answer and the end of its latest range, from the cache or computed now."""
+    query = MetricsQuery(org_id, sites, start, end, opts.granularity, opts.week_start, opts.metrics,
+                         opts.trading_hours)
+    other: MetricsQuery | None = None
+    if opts.compare is not None:
+        other_start, other_end = comparison(start, end, opts.granularity, opts.compare)
+        other = MetricsQuery(org_id, sites, other_start, other_end, opts.granularity, opts.week_start,
+                             opts.metrics, opts.trading_hours)
+    spans = [utc_span(query)] + ([utc_span(other)] if other is not None else [])
+    lo, hi = min(s[0] for s in spans), max(s[1] for s in spans)
+
+    async def build() -> Rendered:
+        series = await compute(conn, query)
+        compared: tuple[str, Series, MetricsQuery] | None = None
+        if other is not None and opts.compare is not None:
+            compared = (opts.compare, await compute(conn, other), other)
+        return rendered(answer_document(series, query, single=single, comparison=compared))
+
+    if "no-cache" in request.headers.get("Cache-Control", ""):
+        answer = await build()
+    else:
+        key = (org_id, tuple(s.id for s in sites), _wall_key(start), _wall_key(end), opts, single)
+        scope = Scope(org_id, frozenset(s.id for s in sites), lo, hi)
+        answer = await state.cache.get(key, scope, build)
+    return answer, hi
+
+
+def _wall_key(wall: datetime) -> tuple[str, int]:
+    return wall.isoformat(), wall.fold
+

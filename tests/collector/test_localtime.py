@@ -7,7 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from footfall.collector import rollups
-from footfall.collector.localtime import day_buckets, hour_buckets, is_day_start, parse_bound, start_of_day
+from footfall.collector.localtime import parse_bound, start_of_day
+from footfall.collector.periods import is_aligned, site_buckets
 from footfall.protocol.records import Count, Transaction
 
 from tests.fixtures.collector import count_record, ms, transaction_record
@@ -23,7 +24,7 @@ def test_a_date_means_the_first_instant_of_that_local_day() -> None:
     start = start_of_day(date(2026, 9, 6), SANTIAGO)
     assert start.astimezone(SANTIAGO).hour == 1
     assert start - start_of_day(date(2026, 9, 5), SANTIAGO) == timedelta(hours=24)
-    assert is_day_start(start, SANTIAGO)
+    assert is_aligned(start, SANTIAGO, "day", 1)
 
 
 @pytest.mark.parametrize(
@@ -46,14 +47,14 @@ def test_unreadable_bounds_say_what_is_accepted(text: str) -> None:
 
 
 def test_day_buckets_follow_the_local_clock() -> None:
-    buckets = day_buckets(parse_bound("2026-10-24", PARIS), parse_bound("2026-10-27", PARIS), PARIS)
-    assert [b.day for b in buckets] == [date(2026, 10, 24), date(2026, 10, 25), date(2026, 10, 26)]
+    buckets = site_buckets(datetime(2026, 10, 24), datetime(2026, 10, 27), PARIS, "day", 1)
+    assert [b.key for b in buckets] == [date(2026, 10, 24), date(2026, 10, 25), date(2026, 10, 26)]
     assert [(b.end - b.start) / timedelta(hours=1) for b in buckets] == [24, 25, 24]
 
 
 def test_hour_buckets_on_a_half_hour_zone() -> None:
     kolkata = ZoneInfo("Asia/Kolkata")
-    buckets = hour_buckets(parse_bound("2026-01-05", kolkata), parse_bound("2026-01-06", kolkata), kolkata)
+    buckets = site_buckets(datetime(2026, 1, 5), datetime(2026, 1, 6), kolkata, "hour", 1)
     assert len(buckets) == 24
     assert buckets[0].start == datetime(2026, 1, 4, 18, 30, tzinfo=UTC)
     assert all(b.end - b.start == timedelta(hours=1) for b in buckets)

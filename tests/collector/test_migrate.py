@@ -31,7 +31,7 @@ async def test_migrate_applies_everything_once_and_is_idempotent(pg_empty_dsn: s
         pg_empty_dsn, "SELECT c.relname FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid ORDER BY 1"
     )
     assert [name for (name,) in partitioned] == [
-        "counts_15m", "occupancy", "people_counts", "sales_15m", "sensor_events", "transactions",
+        "counts_15m", "occupancy", "occupancy_15m", "people_counts", "sales_15m", "sensor_events", "transactions",
     ]
 
 
