@@ -7,4 +7,6 @@ pytest_plugins = [
     "tests.fixtures.pg",
     "tests.fixtures.collector",
     "tests.fixtures.agent",
+    "tests.fixtures.tcp_proxy",
+    "tests.fixtures.devices",
 ]
