@@ -15,6 +15,10 @@ mark (protocol/SPEC.md section 6). The rules it keeps:
 - 429 and 503 wait `Retry-After` (capped at `backoff_max`); other 5xx, timeouts and
   connection errors back off exponentially with jitter up to `backoff_max` (tenacity), for
   ever: the data stays in the buffer.
+- A batch that times out is halved too, and batches stay at most that size (`batch_limit` in
+  status) until a full one completes within a quarter of the timeout, which doubles the limit
+  again up to `max_records`: over a slow uplink a backlog's full batches would otherwise time out
+  and be sent again for ever without progress.
 - 401 `timestamp_out_of_window`: the request clock's offset is corrected from the answer's
   `X-Footfall-Server-Time` and the request retried at once (only the request timestamp moves,
   never record times). Any other 401 (revoked, unknown agent, bad signature) keeps the data,
@@ -44,7 +48,7 @@ from footfall.agent.config import UploadSection
 from footfall.agent.identity import Identity, IdentityError, load_identity, load_key
 from footfall.protocol import signing
 from footfall.protocol.envelope import CONTENT_TYPE, encode_packed_records
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_never, wait_exponential, wait_random
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_never, wait_exponential, wait_random
 
 from footfall.logs import event
 
@@ -55,10 +59,13 @@ INGEST_PATH = "/v1/ingest"
 class UploadError(Exception):
     """An upload attempt failed in a way worth retrying; `retry_after` is the collector's wish, if any."""
 
-    def __init__(self, message: str, *, status: int = 0, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int = 0, retry_after: float | None = None, timed_out: bool = False
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        self.timed_out = timed_out
 
 
 class _Restart(Exception):
@@ -84,6 +91,8 @@ class UploadStatus:
     last_retry_after_s: float = 0.0
     clock_offset_s: float = 0.0
     acked_seq: int = 0
+    # Records per batch right now: max_records, or less after timeouts (see the module docstring).
+    batch_limit: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -92,7 +101,7 @@ class UploadStatus:
 
 @dataclass(frozen=True, slots=True)
 class _Answer:
-    kind: str  # "ok", "too_large" or "malformed"
+    kind: str  # "ok", "too_large", "malformed" or "timed_out"
     acked_seq: int = 0
     accepted: int = 0
     duplicates: int = 0
@@ -122,8 +131,9 @@ class Uploader:
         self.url_override = collector_url.rstrip("/")
         self.timeout = timeout
         self._clock = clock
-        self.status = UploadStatus()
+        self.status = UploadStatus(batch_limit=settings.max_records)
         self._reload_identity = False
+        self._last_post_s = 0.0
         # Doubling from backoff_initial, plus up to backoff_initial of jitter so that a fleet that
         # lost its collector at the same moment does not come back in lockstep; capped in _wait.
         self._backoff = wait_exponential(multiplier=settings.backoff_initial, max=settings.backoff_max) + wait_random(
@@ -140,7 +150,7 @@ class Uploader:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as session:
             while True:
                 await self.wait_for_batch()
-                batch = await self.buffer.read_batch(self.settings.max_records, self.settings.max_bytes)
+                batch = await self.buffer.read_batch(self.status.batch_limit, self.settings.max_bytes)
                 if not batch:
                     continue
                 try:
@@ -167,8 +177,15 @@ class Uploader:
                 return
 
     async def _deliver(self, session: aiohttp.ClientSession, records: list[StoredRecord]) -> None:
-        """Send `records` in order until each is acked or rejected, splitting on 413 and 400."""
-        answer = await self._post_retrying(session, records)
+        """Send `records` in order until each is acked or rejected, splitting on 413, 400 and timeouts."""
+        try:
+            answer = await self._post_retrying(session, records)
+        except UploadError as exc:
+            if not (exc.timed_out and len(records) > 1):
+                raise
+            # Too big for this uplink within the timeout: halve it, and keep later batches that small.
+            self.status.batch_limit = max(1, len(records) // 2)
+            answer = _Answer("timed_out", reason=str(exc))
         if answer.kind == "ok":
             await self._acked(records, answer)
             return
@@ -203,6 +220,10 @@ class Uploader:
             )
             raise _Restart
         deleted = await self.buffer.ack(answer.acked_seq)
+        limit = self.status.batch_limit
+        if len(records) >= limit < self.settings.max_records and self._last_post_s < self.timeout / 4:
+            # A full batch, quick enough that twice the records would still arrive well within the timeout.
+            self.status.batch_limit = min(self.settings.max_records, self.status.batch_limit * 2)
         now_ms = int(self._clock() * 1000)
         self.status.last_success_ms = now_ms
         self.status.acked_seq = max(self.status.acked_seq, answer.acked_seq)
@@ -224,8 +245,12 @@ class Uploader:
             raise _Restart
 
     async def _post_retrying(self, session: aiohttp.ClientSession, records: list[StoredRecord]) -> _Answer:
+        def worth_retrying(error: BaseException) -> bool:
+            # A timeout of a batch that can still be halved goes back to _deliver, which splits it.
+            return isinstance(error, UploadError) and not (error.timed_out and len(records) > 1)
+
         retrying = AsyncRetrying(
-            retry=retry_if_exception_type(UploadError),
+            retry=retry_if_exception(worth_retrying),
             wait=self._wait,
             stop=stop_never,
             before_sleep=self._before_sleep,
@@ -272,16 +297,25 @@ class Uploader:
         self.status.state = "sending" if self.status.state != "re-enroll" else "re-enroll"
         self.status.attempts += 1
         self.status.last_attempt_ms = int(now * 1000)
+        started = time.monotonic()
         try:
             async with session.post(self.ingest_url, data=body, headers=headers) as response:
                 text = await response.text()
                 status = response.status
                 server_time = response.headers.get(signing.HEADER_SERVER_TIME)
                 retry_after = _retry_after(response.headers.get("Retry-After"), self._clock())
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except TimeoutError:
+            # aiohttp's own timeouts (ServerTimeoutError, ...) are TimeoutErrors too.
+            raise self._failed(
+                f"no answer from the collector at {self.ingest_url} within {self.timeout:g} s "
+                f"({len(records)} records, {len(body)} bytes)",
+                timed_out=True,
+            ) from None
+        except aiohttp.ClientError as exc:
             raise self._failed(
                 f"cannot reach the collector at {self.ingest_url}: {exc or type(exc).__name__}"
             ) from None
+        self._last_post_s = time.monotonic() - started
         payload = _json(text)
         reason = str(payload.get("message") or payload.get("error") or text[:200])
         if 200 <= status < 300:
@@ -319,10 +353,12 @@ class Uploader:
             401,
         )
 
-    def _failed(self, message: str, status: int = 0, retry_after: float | None = None) -> UploadError:
+    def _failed(
+        self, message: str, status: int = 0, retry_after: float | None = None, *, timed_out: bool = False
+    ) -> UploadError:
         self.status.last_error = message
         self.status.last_error_ms = int(self._clock() * 1000)
-        return UploadError(message, status=status, retry_after=retry_after)
+        return UploadError(message, status=status, retry_after=retry_after, timed_out=timed_out)
 
     def _try_reload_identity(self) -> None:
         try:

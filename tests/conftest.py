@@ -9,4 +9,5 @@ pytest_plugins = [
     "tests.fixtures.agent",
     "tests.fixtures.tcp_proxy",
     "tests.fixtures.devices",
+    "tests.fixtures.http_faults",
 ]

@@ -43,14 +43,14 @@ class Rig:
     identity: Identity
     violations: list[str]
 
-    def uploader(self, settings: UploadSection = FAST) -> Uploader:
+    def uploader(self, settings: UploadSection = FAST, timeout: float = 5) -> Uploader:
         return Uploader(
             self.buffer,
             settings,
             state_dir=self.state_dir,
             identity=load_identity(self.state_dir),
             key=load_key(self.state_dir),
-            timeout=5,
+            timeout=timeout,
         )
 
 
@@ -199,3 +199,21 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
 
 def _content(records: list[Record]) -> list[tuple[object, ...]]:
     return sorted((r.start_ms, r.entries, r.exits) for r in records if isinstance(r, Count))
+
+
+async def test_a_batch_that_times_out_is_halved_and_the_limit_recovers_when_uploads_are_quick(rig: Rig) -> None:
+    # Over this "uplink" a batch of 8 records takes 0.4 s, longer than the uploader's timeout; 4 take 0.2 s.
+    rig.peer.slow_per_record = 0.05
+    await rig.buffer.append([count(i) for i in range(20)])
+    async with running(rig.uploader(timeout=0.3)) as uploader:
+        await eventually(lambda: drained(rig.buffer), within=30, what="the buffer to drain over a slow uplink")
+        assert uploader.status.batch_limit == 4 and uploader.status.splits >= 1
+        # Every record arrived once (a timed-out batch the peer took anyway comes back as duplicates).
+        assert accepted_seqs(rig.peer) == list(range(1, 21))
+        assert not rig.violations
+
+        rig.peer.slow_per_record = 0
+        await rig.buffer.append([count(i) for i in range(20, 60)])
+        await eventually(lambda: drained(rig.buffer), what="the buffer to drain once the uplink is quick")
+        assert uploader.status.batch_limit == FAST.max_records
+    assert accepted_seqs(rig.peer) == list(range(1, 61))
