@@ -26,8 +26,12 @@ Guarantees (each one is proven by tests/agent/test_buffer.py):
 6. Bounded. The stored bytes (packed size plus a per-row overhead) are kept in `meta`, not
    summed. Past `max_size` the oldest records are dropped down to 90 % of it and a `gap`
    event (sensor "agent") records the exact lost seq range, so the loss is visible upstream.
-   A dropped gap event's own range is carried into the new one. (A record dropped while its
-   batch is in flight may still reach the collector; the gap then over-reports, never under.)
+   A dropped gap event's own range is carried into the new one. The ranges are exact: a
+   batch is sent only if none of its records was dropped since it was read (`claim`), and
+   while one is being sent (until its ack or failure, `release`) dropping waits, so a record
+   that reaches the collector is never also reported lost. The bound may therefore be
+   exceeded, for the length of one upload attempt (at most `[collector] timeout`), by what
+   arrives meanwhile.
 
 Why a dedicated thread: sqlite3 blocks, and the group-commit window needs one owner that
 collects writes, opens one transaction, applies them in order and fsyncs once. A thread
@@ -219,6 +223,9 @@ class Buffer:
         # Commits so far (group commits, not writes): written by the writer thread only.
         self.commits = 0
         self._closed = False
+        # The seq range of the batch being sent (guarantee 6): set in the writer thread by `claim`,
+        # cleared by `release`; overflow drops wait while it is set.
+        self._in_flight: tuple[int, int] | None = None
 
     async def open(self) -> None:
         """Create or open the database and start the writer thread."""
@@ -292,6 +299,26 @@ class Buffer:
             return len(rows)
 
         return await self.write(delete)
+
+    async def claim(self, first: int, last: int, count: int) -> bool:
+        """Mark records `first`..`last` as being sent, if all `count` of them are still buffered.
+
+        False when an overflow dropped some since they were read (the gap event already counts
+        them as lost, so they must not be sent): read the batch again. Checked and marked in the
+        writer thread, between commits, so no drop can slip in between. `release` when done.
+        """
+
+        def check(conn: sqlite3.Connection) -> bool:
+            query = "SELECT count(*) FROM records WHERE seq BETWEEN ? AND ?"
+            (present,) = conn.execute(query, (first, last)).fetchone()
+            self._in_flight = (first, last) if present == count else None
+            return present == count
+
+        return await self._submit(check, write=False)
+
+    def release(self) -> None:
+        """The claimed batch is acked, refused or failed: overflow may drop again (at the next commit)."""
+        self._in_flight = None
 
     async def reject(self, seq: int, reason: str) -> bool:
         """Move one record the collector refused as malformed into `rejected`, with the reason."""
@@ -482,7 +509,7 @@ class Buffer:
                 else:
                     conn.execute("RELEASE job")
                     outcomes.append(result)
-            if txn.meta["bytes"] > self.max_size:
+            if txn.meta["bytes"] > self.max_size and self._in_flight is None:
                 self._drop_oldest(txn)
             if prune:
                 self._prune_seen(conn, now_ms)

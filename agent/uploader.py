@@ -9,6 +9,9 @@ mark (protocol/SPEC.md section 6). The rules it keeps:
 - The body is spliced from the stored packed records (`envelope.encode_packed_records`) and
   signed (`signing.sign_request`, path `/v1/ingest`).
 - Nothing is deleted before a 2xx; then everything its `acked_seq` covers is.
+- Each attempt first claims its batch in the buffer (`Buffer.claim`): records an overflow
+  dropped since the batch was read are never sent (their gap event already counts them), and
+  the claimed records are spared by overflow until acked, so gap ranges stay exact.
 - 413: the batch is halved and the halves sent in order. 400: halved down to the single
   record the collector refuses, which moves to the buffer's `rejected` table (logged as an
   error), and the rest goes on.
@@ -187,8 +190,12 @@ class Uploader:
             self.status.batch_limit = max(1, len(records) // 2)
             answer = _Answer("timed_out", reason=str(exc))
         if answer.kind == "ok":
-            await self._acked(records, answer)
+            try:
+                await self._acked(records, answer)
+            finally:
+                self.buffer.release()
             return
+        self.buffer.release()
         if len(records) == 1:
             reason = (
                 answer.reason
@@ -286,6 +293,20 @@ class Uploader:
         )
 
     async def _post_once(self, session: aiohttp.ClientSession, records: list[StoredRecord]) -> _Answer:
+        """One attempt, with the batch claimed in the buffer; released on failure, else by `_deliver` when handled."""
+        first, last = records[0].seq, records[-1].seq
+        if not await self.buffer.claim(first, last, len(records)):
+            # The buffer overflowed since this batch was read and its gap event counts these records
+            # as lost: sending them now would make that gap a lie. Read the batch again.
+            event(log, "batch_overtaken_by_overflow", logging.WARNING, first=first, last=last)
+            raise _Restart
+        try:
+            return await self._send(session, records)
+        except BaseException:
+            self.buffer.release()
+            raise
+
+    async def _send(self, session: aiohttp.ClientSession, records: list[StoredRecord]) -> _Answer:
         if self._reload_identity:
             self._try_reload_identity()
         agent = self.identity.agent_id

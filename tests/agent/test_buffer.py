@@ -227,3 +227,29 @@ async def test_dedupe_keys_are_bounded_in_time_and_number(buffer: Buffer, monkey
     await buffer._submit(lambda conn: buffer._prune_seen(conn, 0), write=False)
     left = await buffer._submit(lambda conn: conn.execute("SELECT key FROM seen ORDER BY key").fetchall(), write=False)
     assert [k for (k,) in left] == ["3", "4"], "over the cap, the keys closest to expiry go first"
+
+
+async def test_a_batch_overtaken_by_overflow_cannot_be_claimed_and_a_claimed_one_is_never_dropped(
+    tmp_path: Path,
+) -> None:
+    limit = 40_000
+    async with Buffer(tmp_path / "b.sqlite", max_size=limit, commit_interval=0) as buffer:
+        await buffer.append([count(i) for i in range(100)])
+        batch = await buffer.read_batch(50, 1 << 20)
+        # While the batch is being sent, overflow waits: what reaches the collector is never also reported lost.
+        assert await buffer.claim(batch[0].seq, batch[-1].seq, len(batch))
+        await buffer.append([count(i) for i in range(100, 600)])
+        assert (await buffer.stats()).dropped_records == 0
+        assert {r.seq for r in batch} <= {r.seq for r in await buffer.records()}
+        buffer.release()
+        # The next commit drops the oldest, the released batch first, and says so exactly.
+        await buffer.append([count(600)])
+        stats = await buffer.stats()
+        assert stats.dropped_records > 0 and stats.bytes <= limit
+        records = await buffer.records()
+        assert set(range(1, stats.next_seq)) - {r.seq for r in records} == _covered(records)
+        # A batch read before that drop must not be sent: its records are in a gap already.
+        assert not await buffer.claim(batch[0].seq, batch[-1].seq, len(batch))
+        fresh = await buffer.read_batch(50, 1 << 20)
+        assert await buffer.claim(fresh[0].seq, fresh[-1].seq, len(fresh))
+        buffer.release()
