@@ -10,4 +10,5 @@ pytest_plugins = [
     "tests.fixtures.tcp_proxy",
     "tests.fixtures.devices",
     "tests.fixtures.http_faults",
+    "tests.fixtures.threaded_collector",
 ]
