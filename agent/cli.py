@@ -1,4 +1,4 @@
-"""`footfall agent ...`: run, enroll, status and config check. Mounted by footfall/cli.py.
+"""`footfall agent ...`: run, enroll, status, adapters and config check. Mounted by footfall/cli.py.
 
 Thin: each command parses its flags and calls the module that does the work. Nothing here (or
 below) imports the collector or its database stack, so a gateway needs only the agent's
@@ -27,10 +27,58 @@ ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The agent's 
 
 def _load(path: Path, *, err: bool = True) -> AgentConfig:
     try:
-        return load_config(path, adapters=load_profiles)
+        config = load_config(path, adapters=load_profiles)
+        _check_sources(config)
     except ConfigError as exc:
         typer.echo(str(exc), err=err)
         raise typer.Exit(1) from None
+    return config
+
+
+def _check_sources(config: AgentConfig) -> None:
+    """Each source gives its adapter what it needs (params, a secret): ConfigError naming the source otherwise."""
+    from footfall.agent.config import Problem
+    from footfall.agent.intake import source_problems
+
+    profiles = load_profiles(config.agent.adapter_dirs)
+    problems = [
+        Problem(f"sources[{index}]", f"(source {source.name!r}) {problem}")
+        for index, source in enumerate(config.sources)
+        if source.adapter in profiles
+        for problem in source_problems(source, profiles[source.adapter])
+    ]
+    if problems:
+        raise ConfigError(str(config.path or "agent.toml"), problems)
+
+
+@app.command()
+def adapters(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Also list the profiles in this config's [agent] adapter_dirs."),
+    ] = None,
+    adapter_dir: Annotated[
+        list[Path] | None, typer.Option("--adapter-dir", help="Another folder of profiles (repeatable).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """List every adapter profile and what it needs: transport, format, count semantics, times, settings."""
+    from footfall.agent.decode.catalog import describe, render
+
+    dirs: list[Path] = list(adapter_dir or [])
+    if config is not None:
+        try:
+            dirs = [*load_config(config).agent.adapter_dirs, *dirs]
+        except ConfigError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(1) from None
+    try:
+        profiles = load_profiles(dirs)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    ordered = [profiles[name] for name in sorted(profiles)]
+    typer.echo(json.dumps([describe(p) for p in ordered], indent=2) if as_json else render(ordered))
 
 
 @app.command()

@@ -18,7 +18,7 @@ import difflib
 import tomllib
 import typing
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
@@ -133,6 +133,14 @@ class HttpPushOptions:
 
     path: str = field(metadata=meta("route", "the URL path the device POSTs to, e.g. /push/entrance"))
     token: str = field(default="", metadata=meta("str", "if set, the device must send `Authorization: Bearer <token>`"))
+    secret: str = field(
+        default="", repr=False, metadata=meta("str", "the key that checks a signed webhook (adapters with [signature])")
+    )
+    public_url: str = field(
+        default="",
+        # Kept exactly as written (no trailing-slash trimming): Square signs this very string.
+        metadata=meta("str", "the URL the webhook sender was given, when a proxy changes it (Square signs it)"),
+    )
 
 
 TransportOptions = HttpPushOptions
@@ -151,6 +159,9 @@ class SourceConfig:
     enabled: bool = field(default=True, metadata=meta("bool", "false keeps the entry but does not start it"))
     # The transport's own keys, read with its TRANSPORT_OPTIONS dataclass.
     options: Any = field(default=None, metadata={"kind": "options", "doc": "the transport's options"})
+    params: Mapping[str, str] = field(
+        default_factory=dict, metadata=meta("params", "the adapter's settings, e.g. { location_id = \"L1\" }")
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,7 +315,7 @@ def _sources(reader: TableReader, raw: Any) -> list[SourceConfig | None]:
 
 
 def _replace_options(source: SourceConfig, options: Any) -> SourceConfig:
-    return SourceConfig(source.name, source.transport, source.adapter, source.timezone, source.enabled, options)
+    return replace(source, options=options)
 
 
 class TableReader:
@@ -339,7 +350,7 @@ class TableReader:
                 continue
             key = f"{where}.{f.name}"
             if f.name not in table:
-                if f.default is MISSING:
+                if f.default is MISSING and f.default_factory is MISSING:
                     self.add(key, f"required{label}: {f.metadata['doc']}")
                     ok = False
                 continue
@@ -419,6 +430,14 @@ def _paths(r: TableReader, value: Any, rules: Mapping[str, Any], hint: Any) -> t
     return tuple(_path(r, item, rules, hint) for item in value)
 
 
+def _params(_: TableReader, value: Any, __: Mapping[str, Any], ___: Any) -> Mapping[str, str]:
+    if not isinstance(value, dict) or not all(
+        isinstance(v, str | int) and not isinstance(v, bool) for v in value.values()
+    ):
+        raise ValueError(f'must be a table of the adapter\'s settings such as {{ location_id = "L1" }}, got {value!r}')
+    return MappingProxyType({str(k): str(v) for k, v in value.items()})
+
+
 def _choice(r: TableReader, value: Any, rules: Mapping[str, Any], hint: Any) -> str:
     allowed = typing.get_args(hint)
     text = _str(r, value, rules, hint)
@@ -473,6 +492,7 @@ _CONVERTERS: dict[str, Callable[[TableReader, Any, Mapping[str, Any], Any], Any]
     "path": _path,
     "paths": _paths,
     "choice": _choice,
+    "params": _params,
     "zone": _zone,
     "url": _url,
     "listen": _listen,

@@ -253,3 +253,9 @@ async def test_a_batch_overtaken_by_overflow_cannot_be_claimed_and_a_claimed_one
         fresh = await buffer.read_batch(50, 1 << 20)
         assert await buffer.claim(fresh[0].seq, fresh[-1].seq, len(fresh))
         buffer.release()
+
+
+def test_status_reads_nothing_from_a_buffer_file_the_agent_is_still_creating(tmp_path: Path) -> None:
+    path = tmp_path / "buffer.sqlite"
+    sqlite3.connect(path).close()  # the file exists, its tables not yet
+    assert read_stats(path) is None
