@@ -18,8 +18,10 @@ Guarantees (each one is proven by tests/agent/test_buffer.py):
    counter state and dedupe keys it reads and updates commit or roll back together with
    the records they produced, so a crash can neither lose nor repeat an interval.
 4. Group commit. Writers enqueue their function and await its commit; the writer thread
-   commits at most once per `commit_interval`, with every write that arrived meanwhile,
-   each in a SAVEPOINT so one failing write fails alone.
+   commits at most once per `commit_interval`, with every write that arrived meanwhile
+   (and, when the window is over, every write already waiting in the queue: with a window
+   of 0 a burst of writers still shares one fsync), each in a SAVEPOINT so one failing
+   write fails alone.
 5. Delete only after ack. Records leave the buffer when the collector's 2xx acknowledges
    them (`ack`), or, loudly, into the `rejected` table when the collector refused one as
    malformed (kept for inspection, never silently deleted), or through guarantee 6.
@@ -59,7 +61,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -158,7 +160,7 @@ class Txn:
     def append(self, record: Record, *, taken_ms: int | None = None) -> int:
         """Give `record` the next seq and store it; returns the seq."""
         seq = self.meta["next_seq"]
-        body = pack_record(replace(record, seq=seq))
+        body = pack_record(record, seq=seq)
         kind = "gap" if isinstance(record, SensorEvent) and record.kind == "gap" else record.TYPE
         self._conn.execute(
             "INSERT INTO records (seq, taken_ms, kind, body) VALUES (?, ?, ?, ?)",
@@ -404,8 +406,9 @@ class Buffer:
             raise BufferError(f"the buffer {self.path} is not open")
         future: asyncio.Future[T] = self._loop.create_future()
         self._queue.put(_Job(fn, future, write))
-        # Shielded: a caller that gives up (a device hanging up) must not abort a commit other writes share.
-        return await asyncio.shield(future)
+        # A caller that gives up (a device hanging up) cancels only this future: the job stays queued
+        # and commits with its group (the writer thread skips resolving a future that is done).
+        return await future
 
     # --- the writer thread -------------------------------------------------------------------
 
@@ -440,6 +443,8 @@ class Buffer:
                     if not group or time.monotonic() < last_commit + self.commit_interval:
                         continue
                 if group:
+                    # Everything already waiting joins this commit: one fsync for all of it.
+                    stopping = self._take_waiting(conn, group) or stopping
                     last_commit = time.monotonic()
                     prune = last_commit - last_prune >= PRUNE_EVERY_S
                     self._commit(conn, group, prune)
@@ -449,6 +454,20 @@ class Buffer:
             self._drain_after_stop(conn)
         finally:
             conn.close()
+
+    def _take_waiting(self, conn: sqlite3.Connection, group: list[_Job[Any]]) -> bool:
+        """Move the writes already queued into `group` (serving reads on the way); True if a stop was queued."""
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if item is _STOP:
+                return True
+            if item.write:
+                group.append(item)
+            else:
+                self._read(conn, item)
 
     def _drain_after_stop(self, conn: sqlite3.Connection) -> None:
         leftovers: list[_Job[Any]] = []
@@ -536,8 +555,8 @@ class Buffer:
         self._meta = txn.meta
         self.commits += 1
         self._publish(conn)
-        for job, outcome in zip(group, outcomes, strict=True):
-            self._resolve(job.future, outcome)
+        # One wake-up of the event loop for the whole group, not one per write.
+        self._resolve_all([(job.future, outcome) for job, outcome in zip(group, outcomes, strict=True)])
 
     def _drop_oldest(self, txn: Txn) -> None:
         """Drop the oldest records down to the low-water mark and record the loss as gap events."""
@@ -603,16 +622,20 @@ class Buffer:
         self.changed.set()
 
     def _resolve(self, future: asyncio.Future[Any], value: Any) -> None:
+        self._resolve_all([(future, value)])
+
+    def _resolve_all(self, outcomes: list[tuple[asyncio.Future[Any], Any]]) -> None:
         def settle() -> None:
-            if future.done():
-                return
-            if isinstance(value, BaseException):
-                future.set_exception(value)
-            else:
-                future.set_result(value)
+            for future, value in outcomes:
+                if future.done():
+                    continue
+                if isinstance(value, BaseException):
+                    future.set_exception(value)
+                else:
+                    future.set_result(value)
 
         assert self._loop is not None
-        with contextlib.suppress(RuntimeError):
+        with contextlib.suppress(RuntimeError):  # the loop is already closed: nobody is waiting
             self._loop.call_soon_threadsafe(settle)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
@@ -259,3 +260,16 @@ def test_status_reads_nothing_from_a_buffer_file_the_agent_is_still_creating(tmp
     path = tmp_path / "buffer.sqlite"
     sqlite3.connect(path).close()  # the file exists, its tables not yet
     assert read_stats(path) is None
+
+
+async def test_a_writer_that_gives_up_does_not_abort_its_commit_or_the_others(tmp_path: Path) -> None:
+    async with Buffer(tmp_path / "b.sqlite", max_size=1 << 20, commit_interval=0.3) as buffer:
+        quitter = asyncio.create_task(buffer.append([count(1)]))
+        stayer = asyncio.create_task(buffer.append([count(2)]))
+        await asyncio.sleep(0)  # one loop turn: both tasks run up to their await, queued in one commit window
+        quitter.cancel()
+        assert await stayer == [2]
+        with contextlib.suppress(asyncio.CancelledError):
+            await quitter
+        # The device hung up, but what it sent was taken (it will resend; dedupe drops the copy).
+        assert [r.seq for r in await buffer.records()] == [1, 2]
