@@ -19,6 +19,7 @@ from typing import Any
 
 import msgpack
 import psycopg
+import pytest
 from footfall.collector.ingest import check_bounds
 from footfall.protocol.envelope import CONTENT_TYPE, decode_body, encode_body, make_batch
 from footfall.protocol.errors import ProtocolError
@@ -28,6 +29,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fixtures.threaded_collector import ThreadedCollector
+
+# Real processes and real outages: on a busy machine a scenario can outlast the suite's 300 s limit per test.
+pytestmark = pytest.mark.timeout(900)
 
 INGEST = "/v1/ingest"
 FUZZ = settings(

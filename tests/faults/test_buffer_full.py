@@ -13,12 +13,16 @@ from datetime import timedelta
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from tests.fixtures.agent import AgentProcess
 from tests.fixtures.collector import CollectorProcess, free_port
 from tests.fixtures.devices import DAY, PERIOD_S, Devices, footfall_totals, iso, make_tenant
 from tests.fixtures.poll import wait_until
 from tests.fixtures.tcp_proxy import ProxyFactory, address
+
+# Real processes and real outages: on a busy machine a scenario can outlast the suite's 300 s limit per test.
+pytestmark = pytest.mark.timeout(900)
 
 READINGS = 3000
 

@@ -16,11 +16,15 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import psycopg
+import pytest
 
 from tests.fixtures.agent import AgentProcess
 from tests.fixtures.collector import CollectorProcess, free_port
 from tests.fixtures.devices import Devices, Truth, footfall, make_tenant
 from tests.fixtures.poll import wait_until
+
+# Real processes and real outages: on a busy machine a scenario can outlast the suite's 300 s limit per test.
+pytestmark = pytest.mark.timeout(900)
 
 SKEWS_H = (5, -7)
 

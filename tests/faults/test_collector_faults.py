@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
+import pytest
 from footfall.collector.embedded_pg import EmbeddedPostgres
 from psycopg import sql
 
@@ -20,6 +21,9 @@ from tests.fixtures.devices import Devices, counts_in_database, footfall_totals,
 from tests.fixtures.pg import sql_value
 from tests.fixtures.poll import wait_until
 from tests.fixtures.tcp_proxy import ProxyFactory, address
+
+# Real processes and real outages: on a busy machine a scenario can outlast the suite's 300 s limit per test.
+pytestmark = pytest.mark.timeout(900)
 
 # Where the batch transaction is made to wait before the kill: the raw COPY, then each rollup upsert.
 BLOCK_AT = (

@@ -12,10 +12,14 @@ from collections.abc import Callable
 
 import aiohttp
 import psycopg
+import pytest
 
 from tests.fixtures.collector import CollectorProcess, free_port
 from tests.fixtures.fleet import FleetSite, SimAgent, make_fleet_tenant, site_truth
 from tests.fixtures.tcp_proxy import ProxyFactory, TcpProxy, address
+
+# Real processes and real outages: on a busy machine a scenario can outlast the suite's 300 s limit per test.
+pytestmark = pytest.mark.timeout(900)
 
 SITES = 20
 AGENTS_PER_SITE = 25

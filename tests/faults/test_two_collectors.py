@@ -11,11 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.fixtures.agent import AgentProcess
 from tests.fixtures.collector import CollectorProcess, free_port
 from tests.fixtures.devices import Devices, counts_in_database, footfall_totals, make_tenant, sales_in_database
 from tests.fixtures.poll import wait_until
 from tests.fixtures.tcp_proxy import ProxyFactory, address
+
+# Real processes and real outages: on a busy machine a scenario can outlast the suite's 300 s limit per test.
+pytestmark = pytest.mark.timeout(900)
 
 
 def _timeouts(agent: AgentProcess) -> int:

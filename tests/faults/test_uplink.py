@@ -14,12 +14,17 @@ from collections.abc import Callable
 from email.utils import formatdate
 from pathlib import Path
 
+import pytest
+
 from tests.fixtures.agent import AgentProcess
 from tests.fixtures.collector import CollectorProcess, free_port
 from tests.fixtures.devices import Devices, Tenant, counts_in_database, footfall_totals, make_tenant, sales_in_database
 from tests.fixtures.http_faults import Answer, Decision, Forward, ForwardThenAnswer, GatewayFactory, Seen
 from tests.fixtures.poll import wait_until
 from tests.fixtures.tcp_proxy import ProxyFactory, address
+
+# Real processes and real outages: on a busy machine a scenario can outlast the suite's 300 s limit per test.
+pytestmark = pytest.mark.timeout(900)
 
 
 def _start(
@@ -152,10 +157,10 @@ def test_413_makes_the_agent_split_and_429_retry_after_is_honoured(
     tenant = make_tenant(pg_dsn)
     agent, devices = _start(
         tmp_path, pg_dsn, gateway.url, agent_process, store_devices, tenant,
-        upload={"max_age": '"300ms"', "backoff_initial": '"50ms"', "backoff_max": '"5s"'},
+        upload={"max_age": '"1s"', "backoff_initial": '"50ms"', "backoff_max": '"5s"'},
     )
-    # A gateway with a small body limit: every batch over 600 bytes is refused with 413.
-    limit = 600
+    # A gateway with a small body limit: every batch over 300 bytes (a few records) is refused with 413.
+    limit = 300
     gateway.set_policy(lambda n, body: Answer(413) if len(body) > limit else Forward())
     gateway.wait_for(lambda s: s.status == 413, 3, what="413s")
     gateway.wait_for(lambda s: s.status == 200, 10, what="split batches accepted")
