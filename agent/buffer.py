@@ -239,7 +239,12 @@ class Buffer:
     async def open(self) -> None:
         """Create or open the database and start the writer thread."""
         self._loop = asyncio.get_running_loop()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BufferError(
+                f"cannot make the folder of the buffer {self.path}: {exc.strerror or exc}; check [agent] state_dir"
+            ) from None
         ready: asyncio.Future[None] = self._loop.create_future()
         self._thread = threading.Thread(
             target=self._run, args=(ready,), name=f"footfall-buffer:{self.path.name}", daemon=True

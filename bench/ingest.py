@@ -23,10 +23,6 @@ import argparse
 import asyncio
 import multiprocessing
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,8 +32,6 @@ from typing import Any
 import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from footfall.collector import admin
-from footfall.collector.embedded_pg import EmbeddedPostgres
-from footfall.collector.migrate import migrate
 from footfall.protocol.envelope import CONTENT_TYPE, encode_body, make_batch
 from footfall.protocol.records import Count
 from footfall.protocol.signing import generate_key, public_bytes, sign_request
@@ -45,6 +39,7 @@ from psycopg import sql
 
 from .common import machine
 from .figures import Figure, FigureReport
+from .stack import Collectors, fresh_database
 
 NAME = "ingest"
 ABOUT = "collector ingest end to end vs the raw ceiling"
@@ -84,7 +79,7 @@ def _records(agent_index: int, first_seq: int, count: int) -> list[Count]:
     return out
 
 
-def _request(agent: Agent, records: list[Count], host: str, port: int) -> bytes:
+def request_bytes(agent: Agent, records: list[Count], host: str, port: int) -> bytes:
     body = encode_body(make_batch(agent.id, records, int(time.time() * 1000)))
     signed = sign_request(agent.key, "POST", "/v1/ingest", agent.id, int(time.time()), body).as_dict()
     head = (
@@ -95,7 +90,7 @@ def _request(agent: Agent, records: list[Count], host: str, port: int) -> bytes:
     return head.encode() + body
 
 
-async def _send_all(host: str, port: int, requests: list[bytes], busy: list[int]) -> int:
+async def send_all(host: str, port: int, requests: list[bytes], busy: list[int]) -> int:
     """One agent: its requests in order over one keep-alive connection; how many were answered 200.
 
     A 503 (the collector's pool busy) is retried after a short pause, as an agent would; `busy` counts them.
@@ -121,12 +116,6 @@ async def _send_all(host: str, port: int, requests: list[bytes], busy: list[int]
     return ok
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def _reset(dsn: str) -> None:
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         await conn.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(map(sql.Identifier, DATA_TABLES))))
@@ -147,30 +136,6 @@ async def _setup(dsn: str, count: int) -> list[Agent]:
     return agents
 
 
-def _start_collectors(dsn: str, count: int, folder: Path) -> list[tuple[subprocess.Popen[bytes], int]]:
-    out = []
-    for number in range(count):
-        port = _free_port()
-        log = (folder / f"collector-{number}.log").open("wb")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "footfall.collector", "serve", "--database-url", dsn,
-             "--listen", f"127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )
-        out.append((proc, port))
-    for proc, port in out:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"collector on port {port} did not start; see {folder}") from None
-                time.sleep(0.1)
-    return out
-
-
 async def _ingest_run(
     agents: list[Agent], ports: list[int], size: int, uploads: int
 ) -> tuple[float, int, int]:
@@ -179,11 +144,13 @@ async def _ingest_run(
     plans = []
     for index, agent in enumerate(agents):
         port = ports[index % len(ports)]
-        requests = [_request(agent, _records(index, 1 + j * size, size), "127.0.0.1", port) for j in range(per_agent)]
+        requests = [
+            request_bytes(agent, _records(index, 1 + j * size, size), "127.0.0.1", port) for j in range(per_agent)
+        ]
         plans.append((port, requests))
     busy = [0]
     started = time.perf_counter()
-    done = await asyncio.gather(*(_send_all("127.0.0.1", port, requests, busy) for port, requests in plans))
+    done = await asyncio.gather(*(send_all("127.0.0.1", port, requests, busy) for port, requests in plans))
     elapsed = time.perf_counter() - started
     return sum(done) / elapsed, sum(done), busy[0]
 
@@ -272,47 +239,35 @@ def _ceiling_run(dsn: str, agents: list[Agent], size: int, uploads: int, process
 async def run(args: argparse.Namespace) -> FigureReport:
     """Start the cluster and collectors, then measure each upload size both ways."""
     report = FigureReport(NAME, machine=machine())
-    args.ingest_dir.mkdir(parents=True, exist_ok=True)
-    args.ingest_dir.chmod(0o711)
-    cluster = EmbeddedPostgres(args.ingest_dir, timeout=600)
-    await asyncio.to_thread(cluster.start)
-    collectors: list[tuple[subprocess.Popen[bytes], int]] = []
-    try:
-        async with await psycopg.AsyncConnection.connect(cluster.dsn_for("postgres"), autocommit=True) as conn:
-            await conn.execute("DROP DATABASE IF EXISTS footfall WITH (FORCE)")
-            await conn.execute("CREATE DATABASE footfall")
-        dsn = cluster.dsn
-        await migrate(dsn)
+    async with fresh_database(args.ingest_dir) as dsn:
         agents = await _setup(dsn, args.agents)
-        collectors = _start_collectors(dsn, args.collectors, args.ingest_dir)
-        ports = [port for _, port in collectors]
-        sizes = [int(s) for s in args.sizes.split(",")]
-        report.setup.update(
-            postgresql="embedded, durable (fsync on, synchronous_commit on)", agents=args.agents,
-            collectors=f"{args.collectors} processes, {POOL_SIZE} database connections each",
-            ceiling=f"{args.collectors} processes x {POOL_SIZE} connections: FOR UPDATE mark, COPY, mark update",
-        )
-        # Warm up: every collector connects its pool and makes the month's partitions before anything is timed.
-        await _ingest_run(agents, ports, 1000, len(agents))
-        for size in sizes:
-            uploads = int(DEFAULT_UPLOADS.get(size, 2000) * args.uploads_scale)
-            await _reset(dsn)
-            rate, done, busy = await _ingest_run(agents, ports, size, uploads)
-            await _verify(dsn, done * size)
-            await _reset(dsn)
-            ceiling, _ = await asyncio.to_thread(_ceiling_run, dsn, agents, size, uploads, args.collectors)
-            report.add(Figure(
-                f"ingest, {size} records/upload", rate, "uploads/s", ceiling, "raw ceiling", min_share=0.5,
-                min_value=2000 if size == min(sizes) else None,
-                note=f"{done} uploads, {busy} answered 503 and retried",
-            ))
-            report.add(Figure(f"  rows, {size} records/upload", rate * size, "rows/s", ceiling * size, "raw ceiling"))
-    finally:
-        for proc, _ in collectors:
-            proc.send_signal(signal.SIGTERM)
-        for proc, _ in collectors:
-            proc.wait(60)
-        await asyncio.to_thread(cluster.stop)
+        collectors = Collectors(dsn, args.collectors, args.ingest_dir)
+        try:
+            sizes = [int(s) for s in args.sizes.split(",")]
+            report.setup.update(
+                postgresql="embedded, durable (fsync on, synchronous_commit on)", agents=args.agents,
+                collectors=f"{args.collectors} processes, {POOL_SIZE} database connections each",
+                ceiling=f"{args.collectors} processes x {POOL_SIZE} connections: FOR UPDATE mark, COPY, mark update",
+            )
+            # Warm up: every collector connects its pool and makes the month's partitions before anything is timed.
+            await _ingest_run(agents, collectors.ports, 1000, len(agents))
+            for size in sizes:
+                uploads = int(DEFAULT_UPLOADS.get(size, 2000) * args.uploads_scale)
+                await _reset(dsn)
+                rate, done, busy = await _ingest_run(agents, collectors.ports, size, uploads)
+                await _verify(dsn, done * size)
+                await _reset(dsn)
+                ceiling, _ = await asyncio.to_thread(_ceiling_run, dsn, agents, size, uploads, args.collectors)
+                report.add(Figure(
+                    f"ingest, {size} records/upload", rate, "uploads/s", ceiling, "raw ceiling", min_share=0.5,
+                    min_value=2000 if size == min(sizes) else None,
+                    note=f"{done} uploads, {busy} answered 503 and retried",
+                ))
+                report.add(Figure(
+                    f"  rows, {size} records/upload", rate * size, "rows/s", ceiling * size, "raw ceiling"
+                ))
+        finally:
+            collectors.stop()
     return report
 
 
