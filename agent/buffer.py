@@ -18,16 +18,22 @@ Guarantees (each one is proven by tests/agent/test_buffer.py):
    counter state and dedupe keys it reads and updates commit or roll back together with
    the records they produced, so a crash can neither lose nor repeat an interval.
 4. Group commit. Writers enqueue their function and await its commit; the writer thread
-   commits at most once per `commit_interval`, with every write that arrived meanwhile,
-   each in a SAVEPOINT so one failing write fails alone.
+   commits at most once per `commit_interval`, with every write that arrived meanwhile
+   (and, when the window is over, every write already waiting in the queue: with a window
+   of 0 a burst of writers still shares one fsync), each in a SAVEPOINT so one failing
+   write fails alone.
 5. Delete only after ack. Records leave the buffer when the collector's 2xx acknowledges
    them (`ack`), or, loudly, into the `rejected` table when the collector refused one as
    malformed (kept for inspection, never silently deleted), or through guarantee 6.
 6. Bounded. The stored bytes (packed size plus a per-row overhead) are kept in `meta`, not
    summed. Past `max_size` the oldest records are dropped down to 90 % of it and a `gap`
    event (sensor "agent") records the exact lost seq range, so the loss is visible upstream.
-   A dropped gap event's own range is carried into the new one. (A record dropped while its
-   batch is in flight may still reach the collector; the gap then over-reports, never under.)
+   A dropped gap event's own range is carried into the new one. The ranges are exact: a
+   batch is sent only if none of its records was dropped since it was read (`claim`), and
+   while one is being sent (until its ack or failure, `release`) dropping waits, so a record
+   that reaches the collector is never also reported lost. The bound may therefore be
+   exceeded, for the length of one upload attempt (at most `[collector] timeout`), by what
+   arrives meanwhile.
 
 Why a dedicated thread: sqlite3 blocks, and the group-commit window needs one owner that
 collects writes, opens one transaction, applies them in order and fsyncs once. A thread
@@ -55,7 +61,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -154,7 +160,7 @@ class Txn:
     def append(self, record: Record, *, taken_ms: int | None = None) -> int:
         """Give `record` the next seq and store it; returns the seq."""
         seq = self.meta["next_seq"]
-        body = pack_record(replace(record, seq=seq))
+        body = pack_record(record, seq=seq)
         kind = "gap" if isinstance(record, SensorEvent) and record.kind == "gap" else record.TYPE
         self._conn.execute(
             "INSERT INTO records (seq, taken_ms, kind, body) VALUES (?, ?, ?, ?)",
@@ -226,11 +232,19 @@ class Buffer:
         # Commits so far (group commits, not writes): written by the writer thread only.
         self.commits = 0
         self._closed = False
+        # The seq range of the batch being sent (guarantee 6): set in the writer thread by `claim`,
+        # cleared by `release`; overflow drops wait while it is set.
+        self._in_flight: tuple[int, int] | None = None
 
     async def open(self) -> None:
         """Create or open the database and start the writer thread."""
         self._loop = asyncio.get_running_loop()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BufferError(
+                f"cannot make the folder of the buffer {self.path}: {exc.strerror or exc}; check [agent] state_dir"
+            ) from None
         ready: asyncio.Future[None] = self._loop.create_future()
         self._thread = threading.Thread(
             target=self._run, args=(ready,), name=f"footfall-buffer:{self.path.name}", daemon=True
@@ -299,6 +313,26 @@ class Buffer:
             return len(rows)
 
         return await self.write(delete)
+
+    async def claim(self, first: int, last: int, count: int) -> bool:
+        """Mark records `first`..`last` as being sent, if all `count` of them are still buffered.
+
+        False when an overflow dropped some since they were read (the gap event already counts
+        them as lost, so they must not be sent): read the batch again. Checked and marked in the
+        writer thread, between commits, so no drop can slip in between. `release` when done.
+        """
+
+        def check(conn: sqlite3.Connection) -> bool:
+            query = "SELECT count(*) FROM records WHERE seq BETWEEN ? AND ?"
+            (present,) = conn.execute(query, (first, last)).fetchone()
+            self._in_flight = (first, last) if present == count else None
+            return present == count
+
+        return await self._submit(check, write=False)
+
+    def release(self) -> None:
+        """The claimed batch is acked, refused or failed: overflow may drop again (at the next commit)."""
+        self._in_flight = None
 
     async def reject(self, seq: int, reason: str) -> bool:
         """Move one record the collector refused as malformed into `rejected`, with the reason."""
@@ -377,8 +411,9 @@ class Buffer:
             raise BufferError(f"the buffer {self.path} is not open")
         future: asyncio.Future[T] = self._loop.create_future()
         self._queue.put(_Job(fn, future, write))
-        # Shielded: a caller that gives up (a device hanging up) must not abort a commit other writes share.
-        return await asyncio.shield(future)
+        # A caller that gives up (a device hanging up) cancels only this future: the job stays queued
+        # and commits with its group (the writer thread skips resolving a future that is done).
+        return await future
 
     # --- the writer thread -------------------------------------------------------------------
 
@@ -413,6 +448,8 @@ class Buffer:
                     if not group or time.monotonic() < last_commit + self.commit_interval:
                         continue
                 if group:
+                    # Everything already waiting joins this commit: one fsync for all of it.
+                    stopping = self._take_waiting(conn, group) or stopping
                     last_commit = time.monotonic()
                     prune = last_commit - last_prune >= PRUNE_EVERY_S
                     self._commit(conn, group, prune)
@@ -422,6 +459,20 @@ class Buffer:
             self._drain_after_stop(conn)
         finally:
             conn.close()
+
+    def _take_waiting(self, conn: sqlite3.Connection, group: list[_Job[Any]]) -> bool:
+        """Move the writes already queued into `group` (serving reads on the way); True if a stop was queued."""
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if item is _STOP:
+                return True
+            if item.write:
+                group.append(item)
+            else:
+                self._read(conn, item)
 
     def _drain_after_stop(self, conn: sqlite3.Connection) -> None:
         leftovers: list[_Job[Any]] = []
@@ -489,7 +540,7 @@ class Buffer:
                 else:
                     conn.execute("RELEASE job")
                     outcomes.append(result)
-            if txn.meta["bytes"] > self.max_size:
+            if txn.meta["bytes"] > self.max_size and self._in_flight is None:
                 self._drop_oldest(txn)
             if prune:
                 self._prune_seen(conn, now_ms)
@@ -509,8 +560,8 @@ class Buffer:
         self._meta = txn.meta
         self.commits += 1
         self._publish(conn)
-        for job, outcome in zip(group, outcomes, strict=True):
-            self._resolve(job.future, outcome)
+        # One wake-up of the event loop for the whole group, not one per write.
+        self._resolve_all([(job.future, outcome) for job, outcome in zip(group, outcomes, strict=True)])
 
     def _drop_oldest(self, txn: Txn) -> None:
         """Drop the oldest records down to the low-water mark and record the loss as gap events."""
@@ -576,16 +627,20 @@ class Buffer:
         self.changed.set()
 
     def _resolve(self, future: asyncio.Future[Any], value: Any) -> None:
+        self._resolve_all([(future, value)])
+
+    def _resolve_all(self, outcomes: list[tuple[asyncio.Future[Any], Any]]) -> None:
         def settle() -> None:
-            if future.done():
-                return
-            if isinstance(value, BaseException):
-                future.set_exception(value)
-            else:
-                future.set_result(value)
+            for future, value in outcomes:
+                if future.done():
+                    continue
+                if isinstance(value, BaseException):
+                    future.set_exception(value)
+                else:
+                    future.set_result(value)
 
         assert self._loop is not None
-        with contextlib.suppress(RuntimeError):
+        with contextlib.suppress(RuntimeError):  # the loop is already closed: nobody is waiting
             self._loop.call_soon_threadsafe(settle)
 
 

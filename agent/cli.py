@@ -21,6 +21,7 @@ import typer
 from footfall.agent.cli_probe import app as probe_app
 from footfall.agent.config import DEFAULT_CONFIG_PATH, AgentConfig, ConfigError, load_config
 from footfall.agent.decode.profile import load_profiles
+from footfall.agent.run import load_checked, run_agent
 
 from footfall.logs import configure
 
@@ -37,28 +38,10 @@ ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The agent's 
 
 def _load(path: Path, *, err: bool = True) -> AgentConfig:
     try:
-        config = load_config(path, adapters=load_profiles)
-        _check_sources(config)
+        return load_checked(path)
     except ConfigError as exc:
         typer.echo(str(exc), err=err)
         raise typer.Exit(1) from None
-    return config
-
-
-def _check_sources(config: AgentConfig) -> None:
-    """Each source gives its adapter what it needs (params, a secret): ConfigError naming the source otherwise."""
-    from footfall.agent.config import Problem
-    from footfall.agent.intake import source_problems
-
-    profiles = load_profiles(config.agent.adapter_dirs)
-    problems = [
-        Problem(f"sources[{index}]", f"(source {source.name!r}) {problem}")
-        for index, source in enumerate(config.sources)
-        if source.adapter in profiles
-        for problem in source_problems(source, profiles[source.adapter])
-    ]
-    if problems:
-        raise ConfigError(str(config.path or "agent.toml"), problems)
 
 
 @app.command()
@@ -94,21 +77,7 @@ def adapters(
 @app.command()
 def run(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
     """Run the agent until SIGTERM or Ctrl-C: receive readings, buffer them, upload them."""
-    from footfall.agent.buffer import BufferError
-    from footfall.agent.fleet_config import effective_config
-    from footfall.agent.identity import IdentityError
-    from footfall.agent.pipeline import run_until_signalled
-    from footfall.agent.sources.base import SourceError
-
-    local = _load(config)
-    # A configuration pushed by the fleet and applied earlier runs instead of the local file.
-    cfg, fleet_state = effective_config(local)
-    configure(cfg.agent.log_level, cfg.agent.log_format)
-    try:
-        asyncio.run(run_until_signalled(cfg, local_config=local, fleet_state=fleet_state))
-    except (ConfigError, IdentityError, BufferError, SourceError) as exc:
-        typer.echo(f"footfall agent: {exc}", err=True)
-        raise typer.Exit(1) from None
+    raise typer.Exit(run_agent(config))
 
 
 @app.command()

@@ -9,12 +9,19 @@ mark (protocol/SPEC.md section 6). The rules it keeps:
 - The body is spliced from the stored packed records (`envelope.encode_packed_records`) and
   signed (`signing.sign_request`, path `/v1/ingest`).
 - Nothing is deleted before a 2xx; then everything its `acked_seq` covers is.
+- Each attempt first claims its batch in the buffer (`Buffer.claim`): records an overflow
+  dropped since the batch was read are never sent (their gap event already counts them), and
+  the claimed records are spared by overflow until acked, so gap ranges stay exact.
 - 413: the batch is halved and the halves sent in order. 400: halved down to the single
   record the collector refuses, which moves to the buffer's `rejected` table (logged as an
   error), and the rest goes on.
 - 429 and 503 wait `Retry-After` (capped at `backoff_max`); other 5xx, timeouts and
   connection errors back off exponentially with jitter up to `backoff_max` (tenacity), for
   ever: the data stays in the buffer.
+- A batch that times out is halved too, and batches stay at most that size (`batch_limit` in
+  status) until a full one completes within a quarter of the timeout, which doubles the limit
+  again up to `max_records`: over a slow uplink a backlog's full batches would otherwise time out
+  and be sent again for ever without progress.
 - 401 `timestamp_out_of_window`: the request clock's offset is corrected from the answer's
   `X-Footfall-Server-Time` and the request retried at once (only the request timestamp moves,
   never record times). Any other 401 (revoked, unknown agent, bad signature) keeps the data,
@@ -45,7 +52,7 @@ from footfall.agent.identity import Identity, IdentityError, load_identity, load
 from footfall.protocol import signing
 from footfall.protocol.envelope import CONTENT_TYPE, encode_packed_records
 from footfall.protocol.fleet import HEADER_CLOCK_OFFSET
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_never, wait_exponential, wait_random
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_never, wait_exponential, wait_random
 
 from footfall.logs import event
 
@@ -56,10 +63,13 @@ INGEST_PATH = "/v1/ingest"
 class UploadError(Exception):
     """An upload attempt failed in a way worth retrying; `retry_after` is the collector's wish, if any."""
 
-    def __init__(self, message: str, *, status: int = 0, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int = 0, retry_after: float | None = None, timed_out: bool = False
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        self.timed_out = timed_out
 
 
 class _Restart(Exception):
@@ -85,6 +95,8 @@ class UploadStatus:
     last_retry_after_s: float = 0.0
     clock_offset_s: float = 0.0
     acked_seq: int = 0
+    # Records per batch right now: max_records, or less after timeouts (see the module docstring).
+    batch_limit: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -93,7 +105,7 @@ class UploadStatus:
 
 @dataclass(frozen=True, slots=True)
 class _Answer:
-    kind: str  # "ok", "too_large" or "malformed"
+    kind: str  # "ok", "too_large", "malformed" or "timed_out"
     acked_seq: int = 0
     accepted: int = 0
     duplicates: int = 0
@@ -123,10 +135,11 @@ class Uploader:
         self.url_override = collector_url.rstrip("/")
         self.timeout = timeout
         self._clock = clock
-        self.status = UploadStatus()
+        self.status = UploadStatus(batch_limit=settings.max_records)
         # Told the seconds each request took and its status (0: no answer), for the metrics.
         self.on_response: Callable[[float, int], None] | None = None
         self._reload_identity = False
+        self._last_post_s = 0.0
         # Doubling from backoff_initial, plus up to backoff_initial of jitter so that a fleet that
         # lost its collector at the same moment does not come back in lockstep; capped in _wait.
         self._backoff = wait_exponential(multiplier=settings.backoff_initial, max=settings.backoff_max) + wait_random(
@@ -143,7 +156,7 @@ class Uploader:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as session:
             while True:
                 await self.wait_for_batch()
-                batch = await self.buffer.read_batch(self.settings.max_records, self.settings.max_bytes)
+                batch = await self.buffer.read_batch(self.status.batch_limit, self.settings.max_bytes)
                 if not batch:
                     continue
                 try:
@@ -170,11 +183,22 @@ class Uploader:
                 return
 
     async def _deliver(self, session: aiohttp.ClientSession, records: list[StoredRecord]) -> None:
-        """Send `records` in order until each is acked or rejected, splitting on 413 and 400."""
-        answer = await self._post_retrying(session, records)
+        """Send `records` in order until each is acked or rejected, splitting on 413, 400 and timeouts."""
+        try:
+            answer = await self._post_retrying(session, records)
+        except UploadError as exc:
+            if not (exc.timed_out and len(records) > 1):
+                raise
+            # Too big for this uplink within the timeout: halve it, and keep later batches that small.
+            self.status.batch_limit = max(1, len(records) // 2)
+            answer = _Answer("timed_out", reason=str(exc))
         if answer.kind == "ok":
-            await self._acked(records, answer)
+            try:
+                await self._acked(records, answer)
+            finally:
+                self.buffer.release()
             return
+        self.buffer.release()
         if len(records) == 1:
             reason = (
                 answer.reason
@@ -206,6 +230,10 @@ class Uploader:
             )
             raise _Restart
         deleted = await self.buffer.ack(answer.acked_seq)
+        limit = self.status.batch_limit
+        if len(records) >= limit < self.settings.max_records and self._last_post_s < self.timeout / 4:
+            # A full batch, quick enough that twice the records would still arrive well within the timeout.
+            self.status.batch_limit = min(self.settings.max_records, self.status.batch_limit * 2)
         now_ms = int(self._clock() * 1000)
         self.status.last_success_ms = now_ms
         self.status.acked_seq = max(self.status.acked_seq, answer.acked_seq)
@@ -227,8 +255,12 @@ class Uploader:
             raise _Restart
 
     async def _post_retrying(self, session: aiohttp.ClientSession, records: list[StoredRecord]) -> _Answer:
+        def worth_retrying(error: BaseException) -> bool:
+            # A timeout of a batch that can still be halved goes back to _deliver, which splits it.
+            return isinstance(error, UploadError) and not (error.timed_out and len(records) > 1)
+
         retrying = AsyncRetrying(
-            retry=retry_if_exception_type(UploadError),
+            retry=retry_if_exception(worth_retrying),
             wait=self._wait,
             stop=stop_never,
             before_sleep=self._before_sleep,
@@ -264,6 +296,20 @@ class Uploader:
         )
 
     async def _post_once(self, session: aiohttp.ClientSession, records: list[StoredRecord]) -> _Answer:
+        """One attempt, with the batch claimed in the buffer; released on failure, else by `_deliver` when handled."""
+        first, last = records[0].seq, records[-1].seq
+        if not await self.buffer.claim(first, last, len(records)):
+            # The buffer overflowed since this batch was read and its gap event counts these records
+            # as lost: sending them now would make that gap a lie. Read the batch again.
+            event(log, "batch_overtaken_by_overflow", logging.WARNING, first=first, last=last)
+            raise _Restart
+        try:
+            return await self._send(session, records)
+        except BaseException:
+            self.buffer.release()
+            raise
+
+    async def _send(self, session: aiohttp.ClientSession, records: list[StoredRecord]) -> _Answer:
         if self._reload_identity:
             self._try_reload_identity()
         agent = self.identity.agent_id
@@ -276,14 +322,22 @@ class Uploader:
         self.status.attempts += 1
         self.status.last_attempt_ms = int(now * 1000)
         headers[HEADER_CLOCK_OFFSET] = f"{self.status.clock_offset_s:.3f}"
-        started = time.perf_counter()
+        started = time.monotonic()
         try:
             async with session.post(self.ingest_url, data=body, headers=headers) as response:
                 text = await response.text()
                 status = response.status
                 server_time = response.headers.get(signing.HEADER_SERVER_TIME)
                 retry_after = _retry_after(response.headers.get("Retry-After"), self._clock())
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except TimeoutError:
+            self._observe(started, 0)
+            # aiohttp's own timeouts (ServerTimeoutError, ...) are TimeoutErrors too.
+            raise self._failed(
+                f"no answer from the collector at {self.ingest_url} within {self.timeout:g} s "
+                f"({len(records)} records, {len(body)} bytes)",
+                timed_out=True,
+            ) from None
+        except aiohttp.ClientError as exc:
             self._observe(started, 0)
             raise self._failed(
                 f"cannot reach the collector at {self.ingest_url}: {exc or type(exc).__name__}"
@@ -327,13 +381,17 @@ class Uploader:
         )
 
     def _observe(self, started: float, status: int) -> None:
+        """Note how long the request took (for the adaptive batch size) and tell the metrics."""
+        self._last_post_s = time.monotonic() - started
         if self.on_response is not None:
-            self.on_response(time.perf_counter() - started, status)
+            self.on_response(self._last_post_s, status)
 
-    def _failed(self, message: str, status: int = 0, retry_after: float | None = None) -> UploadError:
+    def _failed(
+        self, message: str, status: int = 0, retry_after: float | None = None, *, timed_out: bool = False
+    ) -> UploadError:
         self.status.last_error = message
         self.status.last_error_ms = int(self._clock() * 1000)
-        return UploadError(message, status=status, retry_after=retry_after)
+        return UploadError(message, status=status, retry_after=retry_after, timed_out=timed_out)
 
     def _try_reload_identity(self) -> None:
         try:

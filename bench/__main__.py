@@ -7,10 +7,10 @@ import asyncio
 import sys
 from types import ModuleType
 
-from . import api
+from . import agent_buffer, api, backlog, footprint, ingest
 
 # name -> module; a new benchmark is a module with NAME, ABOUT, add_arguments and run, and an entry here.
-BENCHMARKS: dict[str, ModuleType] = {api.NAME: api}
+BENCHMARKS: dict[str, ModuleType] = {m.NAME: m for m in (agent_buffer, ingest, backlog, footprint, api)}
 
 
 def main(argv: list[str]) -> int:

@@ -17,6 +17,9 @@ their raw rows and rollups (store.py), and the new mark `max(old, seq_last)`. A 
 retried batch therefore adds nothing, and the answer's `acked_seq` tells the agent it may
 delete everything up to it.
 
+Every batch also records the agent's clock skew on its row (its `sent_at_ms`, the agent's own
+clock, minus ours), for the fleet to see; a skew past CLOCK_SKEW_WARN_S is logged when it appears.
+
 Public keys of active agents are cached for a few seconds so most uploads verify without a
 query; the transaction re-reads the agent row, so a revocation bites on the very next upload,
 and a key that no longer matches (rotated) is looked up again rather than trusted.
@@ -59,6 +62,8 @@ _LATEST_MS = int(LATEST.timestamp() * 1000)
 MAX_PEOPLE = 10**9
 MAX_AMOUNT_MINOR = 10**12
 _RETRIES = 3
+# An agent clock further off than this is logged once when it goes wrong (the skew is on the agent's row always).
+CLOCK_SKEW_WARN_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +245,8 @@ class Ingest:
             await self.store.ensure_for(conn, batch.records)
             async with conn.transaction():
                 cur = await conn.execute(
-                    "SELECT a.status, a.public_key, a.hw_seq, a.org_id, a.site_id, s.timezone, s.day_reset "
+                    "SELECT a.status, a.public_key, a.hw_seq, a.org_id, a.site_id, s.timezone, s.day_reset, "
+                    "a.clock_skew_s "
                     "FROM agents a JOIN sites s ON s.org_id = a.org_id AND s.id = a.site_id "
                     "WHERE a.id = %s FOR UPDATE OF a",
                     (batch.agent,),
@@ -248,7 +254,7 @@ class Ingest:
                 row = await cur.fetchone()
                 if row is None:
                     raise AuthError(f"agent {batch.agent!r} is not enrolled with this collector", code="unknown_agent")
-                status, public_key, hw_seq, org_id, site_id, timezone, day_reset = row
+                status, public_key, hw_seq, org_id, site_id, timezone, day_reset, old_skew = row
                 if status != "active":
                     self.keys.drop(batch.agent)
                     raise AuthError(f"agent {batch.agent!r} has been revoked; enroll it again", code="revoked_agent")
@@ -264,6 +270,9 @@ class Ingest:
                     "UPDATE agents SET hw_seq = %s, last_seen_at = now(), clock_skew_s = %s WHERE id = %s",
                     (acked, skew_s, batch.agent),
                 )
+        if abs(skew_s) > CLOCK_SKEW_WARN_S and (old_skew is None or abs(old_skew) <= CLOCK_SKEW_WARN_S):
+            event(log, "agent_clock_skewed", logging.WARNING, agent=batch.agent, skew_s=round(skew_s, 1),
+                  hint="the gateway's clock is wrong: check its NTP; readings keep their device times")
         return IngestResult(len(fresh), len(batch.records) - len(fresh), acked)
 
 

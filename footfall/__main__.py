@@ -1,5 +1,5 @@
 """`python -m footfall`: the same as the `footfall` command."""
 
-from footfall.cli import main
+from footfall.entry import main
 
 main()

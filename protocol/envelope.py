@@ -72,9 +72,12 @@ def encode_packed_records(agent: str, packed: Sequence[bytes], seq_first: int, s
     return zlib.compress(b"".join(parts), COMPRESSION_LEVEL)
 
 
-def pack_record(record: Record) -> bytes:
-    """One record as msgpack bytes, the form the agent's buffer stores."""
-    return msgpack.packb(to_wire(record), use_bin_type=True)
+def pack_record(record: Record, *, seq: int | None = None) -> bytes:
+    """One record as msgpack bytes, the form the agent's buffer stores; `seq` given replaces the record's."""
+    wire = to_wire(record)
+    if seq is not None:
+        wire["seq"] = seq
+    return msgpack.packb(wire, use_bin_type=True)
 
 
 def unpack_record(data: bytes) -> Record:

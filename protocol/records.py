@@ -10,7 +10,7 @@ convert them to and from the msgpack maps of the v1 envelope (see SPEC.md).
 from __future__ import annotations
 
 import re
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar, Literal
 
 from .errors import MalformedBatch
@@ -106,6 +106,11 @@ _OPTIONAL: dict[str, dict[str, Any]] = {
     for name, cls in RECORD_TYPES.items()
 }
 
+# Per type: every field in declaration order (the order they are encoded in).
+_FIELD_NAMES: dict[str, tuple[str, ...]] = {
+    name: tuple(f.name for f in fields(cls)) for name, cls in RECORD_TYPES.items()
+}
+
 # Per type: the fields that must be ints and those that must be strings (Literal fields are strings too).
 _TYPED_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     name: (
@@ -120,7 +125,9 @@ def to_wire(record: Record) -> dict[str, Any]:
     """The record as a msgpack-ready map: `type` first, then fields; defaulted optional fields left out."""
     out: dict[str, Any] = {"type": record.TYPE}
     optional = _OPTIONAL[record.TYPE]
-    for key, value in asdict(record).items():
+    # Fields are scalars: read them directly (dataclasses.asdict deep-copies, at several times the cost).
+    for key in _FIELD_NAMES[record.TYPE]:
+        value = getattr(record, key)
         if key in optional and optional[key] == value:
             continue
         out[key] = value

@@ -8,4 +8,8 @@ pytest_plugins = [
     "tests.fixtures.collector",
     "tests.fixtures.agent",
     "tests.fixtures.mqtt",
+    "tests.fixtures.tcp_proxy",
+    "tests.fixtures.devices",
+    "tests.fixtures.http_faults",
+    "tests.fixtures.threaded_collector",
 ]

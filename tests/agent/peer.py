@@ -4,12 +4,13 @@ It speaks SPEC.md sections 5 and 6 (enrollment, signed ingest with the timestamp
 the seq high-water mark) with the protocol package, so the agent is tested against the
 protocol, not against itself. Tests script faults in front of the normal path: queued
 answers (413, 429 with Retry-After, 503, 500, ...), poisoned seqs answered 400, a size limit
-answered 413, a skewed clock, revoked agents. It is a test peer, not a mock: it decodes and
+answered 413, big batches answered slowly, a skewed clock, revoked agents. It is a test peer, not a mock: it decodes and
 verifies every request it gets.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from collections.abc import Callable
@@ -51,6 +52,8 @@ class PeerCollector:
     max_records: int = 0
     clock_offset: float = 0.0
     revoked: set[str] = field(default_factory=set)
+    # Seconds each record of a batch adds before the answer (0: none): a slow uplink, slower for bigger batches.
+    slow_per_record: float = 0.0
     on_ingest: Callable[[list[int]], None] | None = None
     high_water: dict[str, int] = field(default_factory=dict)
     accepted: list[Record] = field(default_factory=list)
@@ -108,6 +111,8 @@ class PeerCollector:
             batch, seqs = None, []
         if self.on_ingest is not None:
             self.on_ingest(seqs)
+        if self.slow_per_record:
+            await asyncio.sleep(self.slow_per_record * len(seqs))
         if self.script:
             answer = self.script.pop(0)
             self.seen.append(Seen(answer.status, seqs))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
@@ -229,7 +230,46 @@ async def test_dedupe_keys_are_bounded_in_time_and_number(buffer: Buffer, monkey
     assert [k for (k,) in left] == ["3", "4"], "over the cap, the keys closest to expiry go first"
 
 
+async def test_a_batch_overtaken_by_overflow_cannot_be_claimed_and_a_claimed_one_is_never_dropped(
+    tmp_path: Path,
+) -> None:
+    limit = 40_000
+    async with Buffer(tmp_path / "b.sqlite", max_size=limit, commit_interval=0) as buffer:
+        await buffer.append([count(i) for i in range(100)])
+        batch = await buffer.read_batch(50, 1 << 20)
+        # While the batch is being sent, overflow waits: what reaches the collector is never also reported lost.
+        assert await buffer.claim(batch[0].seq, batch[-1].seq, len(batch))
+        await buffer.append([count(i) for i in range(100, 600)])
+        assert (await buffer.stats()).dropped_records == 0
+        assert {r.seq for r in batch} <= {r.seq for r in await buffer.records()}
+        buffer.release()
+        # The next commit drops the oldest, the released batch first, and says so exactly.
+        await buffer.append([count(600)])
+        stats = await buffer.stats()
+        assert stats.dropped_records > 0 and stats.bytes <= limit
+        records = await buffer.records()
+        assert set(range(1, stats.next_seq)) - {r.seq for r in records} == _covered(records)
+        # A batch read before that drop must not be sent: its records are in a gap already.
+        assert not await buffer.claim(batch[0].seq, batch[-1].seq, len(batch))
+        fresh = await buffer.read_batch(50, 1 << 20)
+        assert await buffer.claim(fresh[0].seq, fresh[-1].seq, len(fresh))
+        buffer.release()
+
+
 def test_status_reads_nothing_from_a_buffer_file_the_agent_is_still_creating(tmp_path: Path) -> None:
     path = tmp_path / "buffer.sqlite"
     sqlite3.connect(path).close()  # the file exists, its tables not yet
     assert read_stats(path) is None
+
+
+async def test_a_writer_that_gives_up_does_not_abort_its_commit_or_the_others(tmp_path: Path) -> None:
+    async with Buffer(tmp_path / "b.sqlite", max_size=1 << 20, commit_interval=0.3) as buffer:
+        quitter = asyncio.create_task(buffer.append([count(1)]))
+        stayer = asyncio.create_task(buffer.append([count(2)]))
+        await asyncio.sleep(0)  # one loop turn: both tasks run up to their await, queued in one commit window
+        quitter.cancel()
+        assert await stayer == [2]
+        with contextlib.suppress(asyncio.CancelledError):
+            await quitter
+        # The device hung up, but what it sent was taken (it will resend; dedupe drops the copy).
+        assert [r.seq for r in await buffer.records()] == [1, 2]

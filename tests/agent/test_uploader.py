@@ -15,7 +15,7 @@ from footfall.agent.config import UploadSection
 from footfall.agent.identity import Identity, enroll, load_identity, load_key, save_identity, write_key
 from footfall.agent.uploader import Uploader, _retry_after
 from footfall.protocol import signing
-from footfall.protocol.records import Count, Record
+from footfall.protocol.records import Count, Record, SensorEvent
 
 from tests.agent.conftest import eventually
 from tests.agent.peer import Answer, PeerCollector
@@ -43,14 +43,14 @@ class Rig:
     identity: Identity
     violations: list[str]
 
-    def uploader(self, settings: UploadSection = FAST) -> Uploader:
+    def uploader(self, settings: UploadSection = FAST, timeout: float = 5) -> Uploader:
         return Uploader(
             self.buffer,
             settings,
             state_dir=self.state_dir,
             identity=load_identity(self.state_dir),
             key=load_key(self.state_dir),
-            timeout=5,
+            timeout=timeout,
         )
 
 
@@ -199,3 +199,55 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
 
 def _content(records: list[Record]) -> list[tuple[object, ...]]:
     return sorted((r.start_ms, r.entries, r.exits) for r in records if isinstance(r, Count))
+
+
+async def test_a_batch_that_times_out_is_halved_and_the_limit_recovers_when_uploads_are_quick(rig: Rig) -> None:
+    # Over this "uplink" a batch of 8 records takes 0.4 s, longer than the uploader's timeout; 4 take 0.2 s.
+    rig.peer.slow_per_record = 0.05
+    await rig.buffer.append([count(i) for i in range(20)])
+    async with running(rig.uploader(timeout=0.3)) as uploader:
+        await eventually(lambda: drained(rig.buffer), within=30, what="the buffer to drain over a slow uplink")
+        assert uploader.status.batch_limit == 4 and uploader.status.splits >= 1
+        # Every record arrived once (a timed-out batch the peer took anyway comes back as duplicates).
+        assert accepted_seqs(rig.peer) == list(range(1, 21))
+        assert not rig.violations
+
+        rig.peer.slow_per_record = 0
+        await rig.buffer.append([count(i) for i in range(20, 60)])
+        await eventually(lambda: drained(rig.buffer), what="the buffer to drain once the uplink is quick")
+        assert uploader.status.batch_limit == FAST.max_records
+    assert accepted_seqs(rig.peer) == list(range(1, 61))
+
+
+async def test_records_dropped_at_the_bound_are_never_sent_and_the_gaps_are_exact(
+    tmp_path: Path, peer: PeerCollector
+) -> None:
+    state_dir = tmp_path / "state"
+    key = signing.generate_key()
+    write_key(state_dir, key)
+    save_identity(state_dir, Identity("agt_rig", peer.url, "acme", "store-12", "Europe/Paris", "2026-03-08T00:00:00Z"))
+    peer.keys["agt_rig"] = signing.public_bytes(key)
+    # The collector is unavailable while readings pile up far past the buffer's bound.
+    peer.script = [Answer(503, {"error": "unavailable"}, {"Retry-After": "0"})] * 40
+    async with Buffer(tmp_path / "small.sqlite", max_size=20_000, commit_interval=0) as small:
+        rig = Rig(small, peer, state_dir, load_identity(state_dir), [])
+        async with running(rig.uploader()):
+            for i in range(0, 1000, 20):
+                await small.append([count(j) for j in range(i, i + 20)])
+            await eventually(lambda: drained(small), within=30, what="the buffer to drain")
+        stats = await small.stats()
+    assert stats.dropped_records > 0
+    sent = accepted_seqs(peer)
+    lost = _covered(peer.accepted)
+    assert not lost & set(sent), "a record reported lost was sent as well"
+    assert lost | set(sent) == set(range(1, stats.next_seq))
+    assert len(lost) == stats.dropped_records
+
+
+def _covered(records: list[Record]) -> set[int]:
+    """Seqs the gap events among `records` report lost."""
+    out: set[int] = set()
+    for r in records:
+        if isinstance(r, SensorEvent) and r.kind == "gap":
+            out.update(range(r.lost_first, r.lost_last + 1))
+    return out

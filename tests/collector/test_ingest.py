@@ -312,3 +312,17 @@ async def test_error_answers_share_one_shape(collector: RunningCollector) -> Non
     wrong_method = await collector.get("/v1/ingest")
     assert (wrong_method.status, wrong_method.body["error"]) == (405, "method_not_allowed")
     assert HEADER_SERVER_TIME in wrong_method.headers
+
+
+async def test_the_agents_own_clock_skew_is_recorded_even_when_it_signs_with_a_corrected_time(
+    collector: RunningCollector,
+) -> None:
+    agent = await collector.enroll()
+    # Its clock runs two hours ahead; it learnt the offset, so its request timestamp is right,
+    # but the batch carries its own clock: that is the skew the fleet must see.
+    batch = Batch(agent.id, 1, 1, int((time.time() + 7200) * 1000), (count_record(1, T0),))
+    body = zlib.compress(encode_payload(batch))
+    answer = await collector.post_ingest(body, agent.headers(body))
+    assert answer.status == 200, answer.body
+    skew = await collector.value("SELECT clock_skew_s FROM agents WHERE id = %s", agent.id)
+    assert abs(skew - 7200) < 60
