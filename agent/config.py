@@ -19,6 +19,7 @@ import tomllib
 import typing
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import MISSING, dataclass, field, fields
+from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
@@ -75,6 +76,13 @@ class AgentSection:
     adapter_dirs: tuple[Path, ...] = field(
         default=(), metadata=meta("paths", "extra profile folders, searched after the shipped ones")
     )
+    source_backoff_initial: float = field(
+        default=1.0, metadata=meta("duration", "first wait before a source that failed to start is tried again",
+                                   positive=True)
+    )
+    source_backoff_max: float = field(
+        default=300.0, metadata=meta("duration", "the ceiling of that wait, which doubles each failure", positive=True)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +120,22 @@ class UploadSection:
     backoff_initial: float = field(default=1.0, metadata=meta("duration", "first retry delay", positive=True))
     backoff_max: float = field(
         default=300.0, metadata=meta("duration", "longest retry delay (and cap on Retry-After)", positive=True)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ClockSection:
+    """`[clock]`: when the agent believes its own wall clock (agent/clock.py)."""
+
+    require_sync: bool = field(
+        default=True,
+        metadata=meta("bool", "trust the clock only once NTP or the collector confirms it; false: when plausible"),
+    )
+    not_before: str = field(
+        default="", metadata=meta("date", "a clock earlier than this is wrong; '' = this agent's build date")
+    )
+    max_skew: float = field(
+        default=10.0, metadata=meta("duration", "how far from the collector's clock still confirms ours", positive=True)
     )
 
 
@@ -162,6 +186,7 @@ class AgentConfig:
     buffer: BufferSection = BufferSection()
     upload: UploadSection = UploadSection()
     http_push: HttpPushSection = HttpPushSection()
+    clock: ClockSection = ClockSection()
     sources: tuple[SourceConfig, ...] = ()
     path: Path | None = None
 
@@ -178,6 +203,7 @@ SECTIONS: Mapping[str, type[Any]] = MappingProxyType(
         "buffer": BufferSection,
         "upload": UploadSection,
         "http_push": HttpPushSection,
+        "clock": ClockSection,
     }
 )
 
@@ -463,6 +489,24 @@ def _route(r: TableReader, value: Any, rules: Mapping[str, Any], hint: Any) -> s
     return text
 
 
+def _date(r: TableReader, value: Any, rules: Mapping[str, Any], hint: Any) -> str:
+    text = _str(r, value, rules, hint)
+    if text:
+        try:
+            datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(
+                f"must be a date such as 2026-11-01 or a time such as 2026-11-01T06:00Z, got {value!r}"
+            ) from None
+    return text
+
+
+def date_ms(text: str) -> int:
+    """A `date` value as Unix milliseconds (UTC when it has no offset)."""
+    when = datetime.fromisoformat(text)
+    return int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp() * 1000)
+
+
 _CONVERTERS: dict[str, Callable[[TableReader, Any, Mapping[str, Any], Any], Any]] = {
     "str": _str,
     "name": _name,
@@ -477,6 +521,7 @@ _CONVERTERS: dict[str, Callable[[TableReader, Any, Mapping[str, Any], Any], Any]
     "url": _url,
     "listen": _listen,
     "route": _route,
+    "date": _date,
 }
 
 

@@ -4,6 +4,12 @@ Decoding happens before the transaction (it is pure and may fail: then nothing i
 the counter arithmetic runs inside it (`counters.take`), so its state commits with the records.
 The awaited result comes back only once the commit is durable, which is when a transport may
 acknowledge the device.
+
+Every frame is stamped on arrival by the agent's clock (agent/clock.py). For a profile whose
+readings carry the agent's time (`[time] source = "agent"`) that stamp *is* the reading's
+time: cumulative readings also get its monotonic time and boot id, and the records go
+through `Txn.stamped`, which holds them while the clock is not trusted. Device-timed
+readings keep the device's times whatever the agent's clock says.
 """
 
 from __future__ import annotations
@@ -11,14 +17,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from zoneinfo import ZoneInfo
 
 from footfall.agent.buffer import Buffer, BufferError, Txn
+from footfall.agent.clock import Stamp
 from footfall.agent.config import SourceConfig
 from footfall.agent.decode.counters import CounterPolicy, TakeResult, take
 from footfall.agent.decode.extract import DecodeContext, DecodeError, Extractor, extract
 from footfall.agent.decode.profile import Profile
-from footfall.agent.decode.readings import Reading
+from footfall.agent.decode.readings import CumulativeCount, Reading
 from footfall.agent.sources.base import Frame, SourceHealth
 
 from footfall.logs import event
@@ -38,6 +46,7 @@ class SourceIntake:
         *,
         zone: ZoneInfo | None = None,
         clock: Callable[[], float] = time.time,
+        stamps: Callable[[], Stamp] | None = None,
     ) -> None:
         self.source = source
         self.profile = profile
@@ -47,17 +56,38 @@ class SourceIntake:
         self.policy = CounterPolicy(keep_ms=int(profile.dedupe.window * 1000), modulus=profile.modulus)
         self.health = SourceHealth(source.name, source.transport, source.adapter)
         self._clock = clock
+        self._stamps = stamps
+        self.agent_time = profile.time.source == "agent"
 
-    def decode(self, frame: Frame) -> list[Reading]:
+    def stamp(self) -> Stamp:
+        """Now by the agent's clock (a trusted wall-clock stamp when the pipeline gave no clock)."""
+        if self._stamps is not None:
+            return self._stamps()
+        now_ms = int(self._clock() * 1000)
+        return Stamp(now_ms, int(time.monotonic() * 1000), "", True)
+
+    def decode(self, frame: Frame, stamp: Stamp | None = None) -> list[Reading]:
         """The frame's readings; DecodeError when it does not match the profile."""
-        return extract(self.profile, self.extractor, frame.payload, self.context)
+        stamp = stamp or self.stamp()
+        readings = extract(
+            self.profile, self.extractor, frame.payload, replace(self.context, received_ms=stamp.wall_ms)
+        )
+        if not self.agent_time:
+            return readings
+        return [
+            replace(r, mono_ms=stamp.mono_ms, boot=stamp.boot_id or "-", trusted=stamp.trusted)
+            if isinstance(r, CumulativeCount)
+            else r
+            for r in readings
+        ]
 
     async def __call__(self, frame: Frame) -> TakeResult:
         """Take one frame; returns once its records are durable. Raises DecodeError or BufferError."""
         self.health.received += 1
-        now_ms = int(self._clock() * 1000)
+        stamp = self.stamp()
+        now_ms = stamp.wall_ms
         try:
-            readings = self.decode(frame)
+            readings = self.decode(frame, stamp)
         except DecodeError as exc:
             self.health.failed(now_ms, "decoding", str(exc))
             event(
@@ -70,9 +100,10 @@ class SourceIntake:
             )
             raise
         policy = self.policy
+        agent_time = self.agent_time
 
         def commit(txn: Txn) -> TakeResult:
-            return take(txn, readings, policy)
+            return take(txn.stamped(stamp) if agent_time else txn, readings, policy)
 
         try:
             result = await self.buffer.write(commit)

@@ -9,6 +9,14 @@ had in flight stays buffered), then commits what is queued and closes the buffer
 While it runs, `status.json` in the state directory is rewritten atomically every few seconds
 (and at start and stop); `footfall agent status` reads it together with the buffer file
 opened read-only, so status works whether or not the agent runs.
+
+Life on a gateway (issue 7): the agent clock (agent/clock.py) is judged before the buffer
+opens and again with what the buffer remembers, and a keeper task re-judges it every second
+and re-stamps held readings once it is trusted; a transport that cannot start is retried by
+a supervisor (agent/supervise.py) while everything else runs; under systemd the agent says
+READY=1 once it serves, keeps STATUS= current, pings the watchdog only while it makes
+progress (agent/systemd.py), and says STOPPING=1 on the way out. A buffer that SQLite finds
+damaged while running stops the agent (exit 1); its restart moves the file aside.
 """
 
 from __future__ import annotations
@@ -26,14 +34,19 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from footfall.agent.buffer import Buffer
-from footfall.agent.config import AgentConfig, SourceConfig
+from footfall.agent import clock as agent_clock
+from footfall.agent.buffer import CLOCK_KEY, Buffer, BufferCorrupt, BufferError
+from footfall.agent.clock import AgentClock, ClockSettings, ClockSource
+from footfall.agent.config import AgentConfig, SourceConfig, date_ms
 from footfall.agent.decode.extract import Extractor, default_extractors
 from footfall.agent.decode.profile import Profile, load_profiles
 from footfall.agent.identity import Identity, identity_path, load_identity, load_key
 from footfall.agent.intake import SourceIntake
+from footfall.agent.marks import read_marks
 from footfall.agent.sources.base import Source
 from footfall.agent.sources.http_push import HttpPushServer
+from footfall.agent.supervise import SourceSupervisor
+from footfall.agent.systemd import Notifier, Probe, Watchdog, task_alive, watchdog_interval
 from footfall.agent.uploader import Uploader
 
 from footfall import __version__
@@ -62,9 +75,20 @@ def default_transports() -> dict[str, TransportFactory]:
 class Pipeline:
     """One agent: build with a config, `await start()`, later `await stop()` (or `await run(stop_event)`)."""
 
-    def __init__(self, config: AgentConfig, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        clock_source: ClockSource | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.config = config
-        self.clock = clock
+        source = clock_source or ClockSource(wall=clock)
+        self.clock = source.wall
+        self.agent_clock = AgentClock(_clock_settings(config), source)
+        self.notifier = notifier or Notifier()
+        self.watchdog: Watchdog | None = None
         self.state_dir = config.agent.state_dir
         self.extractors: dict[str, Extractor] = default_extractors()
         self.transports: dict[str, TransportFactory] = default_transports()
@@ -74,10 +98,12 @@ class Pipeline:
             self.state_dir / BUFFER_FILE,
             max_size=config.buffer.max_size,
             commit_interval=config.buffer.commit_interval,
-            clock=clock,
+            clock=self.clock,
+            stamps=self.agent_clock.stamp,
         )
         self.intakes: list[SourceIntake] = []
         self.sources: dict[str, Source] = {}
+        self.supervisors: dict[str, SourceSupervisor] = {}
         self.uploader: Uploader | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._started_ms = 0
@@ -92,16 +118,30 @@ class Pipeline:
         self._started_ms = int(self.clock() * 1000)
         self.profiles = load_profiles(self.config.agent.adapter_dirs, extractors=self.extractors)
         uploader_key = self._load_identity()
+        marks = read_marks(self.buffer.marks_path)
+        self.agent_clock.start(wall_high_ms=marks.wall_high_ms if marks else 0)
         await self.buffer.open()
         try:
+            stats = await self.buffer.stats()
+            self.agent_clock.start(wall_high_ms=stats.wall_high_ms, saved=await self.buffer.get_state(CLOCK_KEY))
             self.intakes = [self._intake(source) for source in self.config.enabled_sources]
             by_transport: dict[str, list[SourceIntake]] = {}
             for intake in self.intakes:
                 by_transport.setdefault(intake.source.transport, []).append(intake)
             for transport, intakes in by_transport.items():
                 source = self.transports[transport].from_config(self.config, intakes)
-                await source.start()
+                supervisor = SourceSupervisor(
+                    transport,
+                    source,
+                    [intake.health for intake in intakes],
+                    initial=self.config.agent.source_backoff_initial,
+                    ceiling=self.config.agent.source_backoff_max,
+                    clock=self.clock,
+                )
                 self.sources[transport] = source
+                self.supervisors[transport] = supervisor
+                if not await supervisor.start_once():
+                    self._tasks.append(asyncio.create_task(supervisor.run(), name=f"footfall-supervise-{transport}"))
             if self.identity is not None and uploader_key is not None:
                 self.uploader = Uploader(
                     self.buffer,
@@ -112,9 +152,17 @@ class Pipeline:
                     collector_url=self.config.collector.url,
                     timeout=self.config.collector.timeout,
                     clock=self.clock,
+                    on_server_time=self.agent_clock.observe_collector,
                 )
                 self._tasks.append(asyncio.create_task(self.uploader.run(), name="footfall-uploader"))
+            self._tasks.append(
+                asyncio.create_task(
+                    agent_clock.keep(self.agent_clock, self.buffer, self._collector_url),
+                    name="footfall-clock",
+                )
+            )
             self._tasks.append(asyncio.create_task(self._status_loop(), name="footfall-status"))
+            self._start_watchdog()
         except BaseException:
             await self.stop()
             raise
@@ -125,25 +173,59 @@ class Pipeline:
             agent=self.identity.agent_id if self.identity else "",
             sources=len(self.intakes),
             state_dir=str(self.state_dir),
+            clock=self.agent_clock.trust.reason,
         )
+        self.notifier.send("READY=1", f"STATUS={self.summary()}")
+
+    def _collector_url(self) -> str:
+        return self.config.collector.url or (self.identity.collector_url if self.identity else "")
+
+    def _start_watchdog(self) -> None:
+        interval = watchdog_interval()
+        if interval is None:
+            return
+        probes: dict[str, Probe] = {"buffer": self._buffer_answers}
+        for task in list(self._tasks):
+            probes[task.get_name()] = _task_probe(task)
+        if self.uploader is not None:
+            probes["upload"] = self.uploader.stuck
+        self.watchdog = Watchdog(self.notifier, interval, probes)
+        self._tasks.append(asyncio.create_task(self.watchdog.run(), name="footfall-watchdog"))
+
+    async def _buffer_answers(self) -> str | None:
+        await self.buffer.ping()
+        return None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Start, run until `stop` is set or a task fails, then stop cleanly."""
         await self.start()
         stopper = asyncio.create_task(stop.wait(), name="footfall-stop-wait")
+        fatal = asyncio.create_task(self.buffer.fatal.wait(), name="footfall-buffer-fatal")
         try:
-            done, _ = await asyncio.wait([stopper, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if task is not stopper and not task.cancelled() and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
+            while not stopper.done():
+                watched = [t for t in self._tasks if not _ends_when_done(t)]
+                done, _ = await asyncio.wait([stopper, fatal, *watched], return_when=asyncio.FIRST_COMPLETED)
+                if fatal in done:
+                    raise BufferCorrupt(
+                        f"the buffer {self.buffer.path} is damaged ({self.buffer.fatal_reason}); restart the agent: "
+                        "it moves the file aside and starts a fresh buffer"
+                    )
+                for task in done:
+                    if task is stopper or _ends_when_done(task):
+                        continue
+                    if not task.cancelled() and task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]
+                    raise RuntimeError(f"the agent's task {task.get_name()} stopped unexpectedly")
         finally:
-            stopper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await stopper
+            for waiter in (stopper, fatal):
+                waiter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await waiter
             await self.stop()
 
     async def stop(self) -> None:
         """Stop sources, then uploads, then flush and close the buffer; safe to call twice."""
+        self.notifier.send("STOPPING=1")
         for source in self.sources.values():
             await source.stop()
         self.sources.clear()
@@ -153,9 +235,10 @@ class Pipeline:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, BufferError):
             await self.write_status(running=False)
         await self.buffer.close()
+        self.notifier.close()
         event(log, "agent_stopped")
 
     def _load_identity(self) -> Ed25519PrivateKey | None:
@@ -181,6 +264,7 @@ class Pipeline:
             self.buffer,
             zone=ZoneInfo(zone_name) if zone_name else None,
             clock=self.clock,
+            stamps=self.agent_clock.stamp,
         )
 
     async def status(self, *, running: bool = True) -> dict[str, Any]:
@@ -199,7 +283,10 @@ class Pipeline:
             "collector_url": (self.config.collector.url or (self.identity.collector_url if self.identity else "")),
             "buffer": stats.as_dict(),
             "upload": self.uploader.status.as_dict() if self.uploader else None,
+            "clock": self.agent_clock.status(),
             "sources": [intake.health.as_dict() for intake in self.intakes],
+            "transports": {name: sup.state.as_dict() for name, sup in self.supervisors.items()},
+            "watchdog": self.watchdog.state.as_dict() if self.watchdog else None,
             "http_push": {
                 "listen": self.config.http_push.listen,
                 "port": push.port if isinstance(push, HttpPushServer) else 0,
@@ -208,9 +295,25 @@ class Pipeline:
 
     async def write_status(self, *, running: bool = True) -> None:
         """Rewrite status.json atomically (tmp file + rename; no fsync: it is rebuilt every few seconds)."""
-        data = json.dumps(await self.status(running=running), indent=2) + "\n"
+        status = await self.status(running=running)
+        data = json.dumps(status, indent=2) + "\n"
         tmp = self.status_path.with_name(f".{STATUS_FILE}.tmp")
         await asyncio.to_thread(_replace_file, tmp, self.status_path, data)
+        if running:
+            self.notifier.send(f"STATUS={self.summary(status)}")
+
+    def summary(self, status: dict[str, Any] | None = None) -> str:
+        """One line for systemd's STATUS=: buffer depth, uploads, clock, sources."""
+        depth = self.buffer.pending.depth
+        upload = self.uploader.status.state if self.uploader else "not enrolled"
+        trust = self.agent_clock.trust
+        clock = "clock ok" if trust.trusted else f"clock untrusted ({trust.reason})"
+        down = [intake.source.name for intake in self.intakes if intake.health.state == "down"]
+        sources = f"{len(self.intakes) - len(down)}/{len(self.intakes)} sources up"
+        if down:
+            sources += " (down: " + ", ".join(down) + ")"
+        held = f", {status['buffer']['held']} held" if status and status["buffer"]["held"] else ""
+        return f"{depth} buffered{held}; uploads {upload}; {clock}; {sources}"
 
     async def _status_loop(self) -> None:
         while True:
@@ -219,6 +322,24 @@ class Pipeline:
             except OSError as exc:
                 event(log, "status_write_failed", logging.WARNING, path=str(self.status_path), error=str(exc))
             await asyncio.sleep(STATUS_EVERY_S)
+
+
+def _clock_settings(config: AgentConfig) -> ClockSettings:
+    section = config.clock
+    floor = date_ms(section.not_before) if section.not_before else ClockSettings().not_before_ms
+    return ClockSettings(require_sync=section.require_sync, not_before_ms=floor, max_skew_s=section.max_skew)
+
+
+def _task_probe(task: asyncio.Task[Any]) -> Probe:
+    def probe() -> str | None:
+        return None if _ends_when_done(task) else task_alive(task)
+
+    return probe
+
+
+def _ends_when_done(task: asyncio.Task[Any]) -> bool:
+    """A supervisor's task ends, by design, once its transport runs."""
+    return task.get_name().startswith("footfall-supervise-") and task.done() and task.exception() is None
 
 
 def _replace_file(tmp: Path, path: Path, data: str) -> None:

@@ -23,6 +23,9 @@ mark (protocol/SPEC.md section 6). The rules it keeps:
 - A 2xx whose `acked_seq` is at or above the buffer's next seq means this buffer's numbering
   went backwards (the file was lost or restored): the collector would drop our records as
   duplicates, so the buffer renumbers them past its mark (`Buffer.rebase`) and sends again.
+- Every answer's `X-Footfall-Server-Time` goes to `on_server_time` (the agent clock uses the
+  collector to confirm its own time, agent/clock.py). A wall-clock step never stretches the
+  wait for a partial batch beyond `max_age`.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ from footfall.logs import event
 
 log = logging.getLogger("footfall.agent.uploader")
 INGEST_PATH = "/v1/ingest"
+# An upload in flight this long past its request timeout is hung (the watchdog stops pinging).
+STUCK_MARGIN_S = 30.0
 
 
 class UploadError(Exception):
@@ -113,6 +118,7 @@ class Uploader:
         collector_url: str = "",
         timeout: float = 30.0,
         clock: Callable[[], float] = time.time,
+        on_server_time: Callable[[float, float, float], None] | None = None,
     ) -> None:
         self.buffer = buffer
         self.settings = settings
@@ -122,6 +128,8 @@ class Uploader:
         self.url_override = collector_url.rstrip("/")
         self.timeout = timeout
         self._clock = clock
+        self._on_server_time = on_server_time
+        self._in_flight_since: float | None = None
         self.status = UploadStatus()
         self._reload_identity = False
         # Doubling from backoff_initial, plus up to backoff_initial of jitter so that a fleet that
@@ -160,6 +168,8 @@ class Uploader:
                 timeout = self.settings.max_age - (self._clock() - pending.oldest_taken_ms / 1000)
                 if timeout <= 0:
                     return
+                # A wall clock stepped backwards would make the oldest record look young for hours.
+                timeout = min(timeout, self.settings.max_age)
             self.buffer.changed.clear()
             try:
                 await asyncio.wait_for(self.buffer.changed.wait(), timeout)
@@ -272,6 +282,7 @@ class Uploader:
         self.status.state = "sending" if self.status.state != "re-enroll" else "re-enroll"
         self.status.attempts += 1
         self.status.last_attempt_ms = int(now * 1000)
+        self._in_flight_since = time.monotonic()
         try:
             async with session.post(self.ingest_url, data=body, headers=headers) as response:
                 text = await response.text()
@@ -282,6 +293,9 @@ class Uploader:
             raise self._failed(
                 f"cannot reach the collector at {self.ingest_url}: {exc or type(exc).__name__}"
             ) from None
+        finally:
+            self._in_flight_since = None
+        self._report_server_time(server_time, now)
         payload = _json(text)
         reason = str(payload.get("message") or payload.get("error") or text[:200])
         if 200 <= status < 300:
@@ -300,6 +314,22 @@ class Uploader:
         if status in (429, 503):
             raise self._failed(f"collector busy ({status}): {reason}", status, retry_after)
         raise self._failed(f"collector answered {status}: {reason}", status)
+
+    def stuck(self) -> str | None:
+        """A watchdog probe: why the upload in flight looks hung (it outlived its timeout), or None."""
+        since = self._in_flight_since
+        if since is not None and time.monotonic() - since > self.timeout + STUCK_MARGIN_S:
+            return f"an upload has been in flight for {time.monotonic() - since:.0f} s (timeout {self.timeout:.0f} s)"
+        return None
+
+    def _report_server_time(self, header: str | None, sent: float) -> None:
+        if self._on_server_time is None or header is None:
+            return
+        try:
+            server = float(header)
+        except ValueError:
+            return
+        self._on_server_time(server, sent, self._clock())
 
     def _unauthorized(self, payload: dict[str, Any], reason: str, server_time: str | None, now: float) -> _Answer:
         if payload.get("error") == "timestamp_out_of_window" and server_time is not None:

@@ -16,6 +16,14 @@ The rules (design.md, "Counter semantics"):
   device rebooted or was cleared): the new value is what it counted since, and a
   `counter_reset` event says so. A delta is never negative. A reading not newer than the
   last one is a resend and is dropped.
+- When the agent's clock times the readings (polled totals, `[time] source = "agent"`), the
+  period is measured on the monotonic clock, so a wall-clock step (NTP's first sync, a
+  `date -s`) never makes a negative, empty or overlapping-by-repetition period: its length is
+  the monotonic time between the two readings, it ends at this reading's time, and it starts
+  exactly where the previous one ended unless the wall clock stepped in between. Newer means
+  later on the monotonic clock. Across a reboot of the gateway the monotonic clock restarts:
+  the period then runs from the previous reading's time, and is flagged `suspect` unless
+  both readings had a trusted clock (agent/clock.py).
 
 All state goes through `CounterState`, which the buffer's `Txn` implements: what is read and
 written here commits or rolls back with the records it produced.
@@ -28,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from footfall.agent.decode.readings import CumulativeCount, Reading
-from footfall.protocol.records import Count, Occupancy, Record, SensorEvent, Transaction
+from footfall.protocol.records import ClockQuality, Count, Occupancy, Record, SensorEvent, Transaction
 
 _SEP = "\x1f"
 
@@ -124,17 +132,26 @@ def advance(previous: int, current: int, modulus: int) -> Step:
     return Step(current, "reset")
 
 
+# Wall and monotonic readings are whole milliseconds: consecutive periods may disagree by a
+# rounding step. Below this the period starts exactly where the previous one ended (clock.STEP_MS).
+_CONTIGUOUS_MS = 1000
+
+
 def _cumulative(state: CounterState, reading: CumulativeCount, policy: CounterPolicy, result: TakeResult) -> None:
     key = f"cumulative{_SEP}{reading.sensor}{_SEP}{reading.line}"
     saved = state.get_state(key)
-    state_now = {"at_ms": reading.at_ms, "entries": reading.entries, "exits": reading.exits}
+    state_now: dict[str, Any] = {"at_ms": reading.at_ms, "entries": reading.entries, "exits": reading.exits}
+    if reading.boot:
+        state_now.update(mono_ms=reading.mono_ms, boot=reading.boot, trusted=reading.trusted)
     if saved is None:
         state.put_state(key, state_now)
         result.baselines += 1
         return
-    if reading.at_ms <= saved["at_ms"]:
+    period = _period(saved, reading)
+    if period is None:
         result.duplicates += 1
         return
+    start_ms, clock = period
     steps = {ch: advance(saved[ch], getattr(reading, ch), policy.modulus) for ch in ("entries", "exits")}
     for what, kind in (("reset", "counter_reset"), ("wrap", "counter_wrap")):
         moved = [f"{ch} {saved[ch]} -> {getattr(reading, ch)}" for ch, step in steps.items() if step.what == what]
@@ -145,7 +162,33 @@ def _cumulative(state: CounterState, reading: CumulativeCount, policy: CounterPo
             state.append(SensorEvent(reading.sensor, reading.at_ms, kind, detail))  # type: ignore[arg-type]
             result.events += 1
     state.append(
-        Count(reading.sensor, reading.line, saved["at_ms"], reading.at_ms, steps["entries"].delta, steps["exits"].delta)
+        Count(
+            reading.sensor,
+            reading.line,
+            start_ms,
+            reading.at_ms,
+            steps["entries"].delta,
+            steps["exits"].delta,
+            clock=clock,
+        )
     )
     result.records += 1
     state.put_state(key, state_now)
+
+
+def _period(saved: dict[str, Any], reading: CumulativeCount) -> tuple[int, ClockQuality] | None:
+    """(start of the period ending at `reading`, its clock quality), or None when the reading is not newer."""
+    if not reading.boot:
+        return (saved["at_ms"], "ok") if reading.at_ms > saved["at_ms"] else None
+    if saved.get("boot") == reading.boot:
+        elapsed = reading.mono_ms - saved["mono_ms"]
+        if elapsed <= 0:
+            return None
+        start = reading.at_ms - elapsed
+        if abs(start - saved["at_ms"]) < _CONTIGUOUS_MS:
+            start = saved["at_ms"]
+        return start, "ok"
+    # The gateway rebooted between the two readings: no common monotonic clock.
+    both_trusted = bool(saved.get("trusted", True)) and reading.trusted
+    start = saved["at_ms"] if saved["at_ms"] < reading.at_ms else reading.at_ms - 1
+    return start, "ok" if both_trusted and saved["at_ms"] < reading.at_ms else "suspect"

@@ -106,10 +106,14 @@ class FieldSpec:
 
 @dataclass(frozen=True, slots=True)
 class DecodeContext:
-    """What extraction needs beyond the profile: the source's name and its time zone."""
+    """What extraction needs beyond the profile: the source's name, its time zone, and the frame's receipt time.
+
+    `received_ms` is the reading's time for profiles with `[time] source = "agent"` (devices without a clock).
+    """
 
     source: str
     zone: ZoneInfo | None = None
+    received_ms: int = 0
 
 
 class Extractor(Protocol):
@@ -257,6 +261,8 @@ def _field_value(
     profile: Profile, extractor: Extractor, name: str, builtin: Any, item: Any, where: str, ctx: DecodeContext
 ) -> Any:
     spec = profile.fields.get(name)
+    if name == "at" and profile.time.source == "agent":
+        return ctx.received_ms
     if spec is None:
         return ctx.source if builtin is SOURCE_NAME else builtin
     if spec.value is not ABSENT:

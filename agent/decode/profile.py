@@ -77,6 +77,10 @@ class TimeSection:
     naive: Literal["reject", "site"] = field(
         default="reject", metadata=meta("choice", "a time without offset: reject it, or read it in the site's zone")
     )
+    source: Literal["device", "agent"] = field(
+        default="device",
+        metadata=meta("choice", "device: the frame carries the time; agent: the time the agent received or polled it"),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +190,15 @@ def parse_profile(
     options = None
     if extractor is not None and head is not None:
         options = extractor.parse_options(_table(reader, data, head.format), head.format, reader.add)
-    fields = _fields(reader, _table(reader, data, "fields"), head, extractor) if head is not None else {}
+    agent_time = time is not None and time.source == "agent"
+    if agent_time and head is not None and head.reading == "count" and head.counter == "interval":
+        reader.add("time.source", 'an interval count\'s periods come from the device; "agent" needs a reading '
+                   "with one time (cumulative count, occupancy, transaction)")
+    fields = (
+        _fields(reader, _table(reader, data, "fields"), head, extractor, agent_time=agent_time)
+        if head is not None
+        else {}
+    )
     if reader.problems or head is None or time is None or dedupe is None:
         raise ProfileError(where, reader.problems)
     return Profile(
@@ -213,7 +225,12 @@ def _table(reader: TableReader, data: Mapping[str, Any], name: str) -> Mapping[s
 
 
 def _fields(
-    reader: TableReader, table: Mapping[str, Any], head: ProfileSection, extractor: Extractor | None
+    reader: TableReader,
+    table: Mapping[str, Any],
+    head: ProfileSection,
+    extractor: Extractor | None,
+    *,
+    agent_time: bool = False,
 ) -> dict[str, FieldSpec]:
     shape = f"count/{head.counter}" if head.reading == "count" else head.reading
     rules = READING_FIELDS[shape]
@@ -224,6 +241,10 @@ def _fields(
     for name, (kind, builtin) in rules.items():
         key = f"fields.{name}"
         spec = table.get(name)
+        if agent_time and kind == "time":
+            if spec is not None:
+                reader.add(key, 'comes from the agent\'s clock with [time] source = "agent"; remove it')
+            continue
         if spec is None:
             if builtin is REQUIRED:
                 reader.add(key, f'required for a {shape} profile, e.g. {name} = {{ path = "{name}" }}')

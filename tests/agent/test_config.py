@@ -107,7 +107,7 @@ path = "/push/entrance"
         "upload.max_records: must be at least 1",
         "upload.max_age:",
         "http_push.listen: must be host:port",
-        "collectr: unknown key; allowed here: agent, collector, buffer, upload, http_push, sources",
+        "collectr: unknown key; allowed here: agent, collector, buffer, upload, http_push, clock, sources",
         "(did you mean 'collector'?)",
         "sources[1].path: must be a URL path starting with /",
         "sources[2].transport: unknown transport 'carrier-pigeon' (source 'door'); allowed: http_push",
