@@ -542,8 +542,10 @@ class Buffer:
             restamped = suspect = 0
             shift = 0
             others: dict[str, list[tuple[int, int, Record]]] = {}
+            readings = 0
             for _id, boot, offset, taken_ms, body in rows:
                 record = unpack_record(body)
+                readings += not (isinstance(record, SensorEvent) and record.kind == "clock")
                 if boot == trust.boot_id:
                     shift = now_offset - offset
                     txn.append(shift_times(record, shift, "restamped"), taken_ms=taken_ms)
@@ -566,7 +568,7 @@ class Buffer:
             )
             txn.meta["restamped"] += restamped
             txn.meta["suspect"] += suspect
-            if rows:
+            if readings:
                 detail = f"clock trusted ({trust.source}): re-stamped {restamped} held records by {shift / 1000:+.3f} s"
                 if others:
                     detail += f"; {suspect} records of {len(others)} earlier boot(s) never had a trusted clock: suspect"

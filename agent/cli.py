@@ -1,4 +1,4 @@
-"""`footfall agent ...`: run, enroll, status and config check. Mounted by footfall/cli.py.
+"""`footfall agent ...`: run, enroll, status, config check and buffer salvage. Mounted by footfall/cli.py.
 
 Thin: each command parses its flags and calls the module that does the work. Nothing here (or
 below) imports the collector or its database stack, so a gateway needs only the agent's
@@ -21,6 +21,8 @@ from footfall.logs import configure
 app = typer.Typer(help="Run and look after the in-store agent.", no_args_is_help=True, add_completion=False)
 config_app = typer.Typer(help="Check an agent.toml.", no_args_is_help=True, add_completion=False)
 app.add_typer(config_app, name="config")
+buffer_app = typer.Typer(help="Look after the agent's buffer file.", no_args_is_help=True, add_completion=False)
+app.add_typer(buffer_app, name="buffer")
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The agent's TOML config file.")]
 
@@ -48,6 +50,33 @@ def run(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
     except (ConfigError, IdentityError, BufferError, SourceError) as exc:
         typer.echo(f"footfall agent: {exc}", err=True)
         raise typer.Exit(1) from None
+
+
+@buffer_app.command("salvage")
+def buffer_salvage(
+    file: Annotated[Path, typer.Argument(help="A quarantined buffer file (buffer.sqlite.corrupt-<time>).")],
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be re-queued; change nothing.")] = False,
+) -> None:
+    """Re-queue the records a damaged buffer file still holds and the collector has not acknowledged.
+
+    Run it with the agent stopped. Records get fresh seqs; those already acknowledged, or counted
+    again since the buffer was replaced, are skipped, so nothing is counted twice.
+    """
+    from footfall.agent.buffer_tools import SalvageError, salvage
+    from footfall.agent.pipeline import BUFFER_FILE
+
+    cfg = _load(config)
+    configure("warning")
+    try:
+        report = asyncio.run(
+            salvage(cfg.agent.state_dir / BUFFER_FILE, file, max_size=cfg.buffer.max_size, dry_run=dry_run)
+        )
+    except SalvageError as exc:
+        typer.echo(f"footfall agent buffer salvage: {exc}", err=True)
+        raise typer.Exit(1) from None
+    for line in report.lines():
+        typer.echo(line)
 
 
 @app.command()

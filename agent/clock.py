@@ -337,7 +337,7 @@ async def keep(
     """Run for ever: judge the clock every second, ask the collector's time while untrusted, re-stamp on trust."""
     last_probe = -PROBE_EVERY_S
     was_trusted = clock.trust.trusted
-    await buffer.save_clock(clock.saved_state(), None if was_trusted else clock.trust.detail)
+    await buffer.save_clock(clock.saved_state(), _worth_an_event(clock.trust))
     if clock.trust.trusted:
         await buffer.restamp(clock.trust, clock.stamp())
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=request_timeout)) as session:
@@ -351,7 +351,7 @@ async def keep(
                     clock.observe_collector(*answer)
             if clock.trust.trusted != was_trusted:
                 was_trusted = clock.trust.trusted
-                await buffer.save_clock(clock.saved_state(), None if was_trusted else clock.trust.detail)
+                await buffer.save_clock(clock.saved_state(), _worth_an_event(clock.trust))
                 if not was_trusted:
                     last_probe = -PROBE_EVERY_S  # trust just lost: ask the collector now, not in 30 s
             if clock.became_trusted.is_set():
@@ -359,6 +359,11 @@ async def keep(
                 await buffer.restamp(clock.trust, clock.stamp())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(clock.became_trusted.wait(), CHECK_EVERY_S)
+
+
+def _worth_an_event(trust: Trust) -> str | None:
+    """The detail of a `clock` event for the collector, when the clock is known to be wrong (not merely unconfirmed)."""
+    return None if trust.trusted or trust.reason == "not_synchronized" else trust.detail
 
 
 def _iso(ms: int) -> str:

@@ -57,6 +57,23 @@ def gather(config: AgentConfig, now: float | None = None) -> dict[str, Any]:
     out["upload"] = live.get("upload")
     out["sources"] = live.get("sources", [])
     out["http_push"] = live.get("http_push")
+    out["clock"] = live.get("clock")
+    out["transports"] = live.get("transports", {})
+    out["watchdog"] = live.get("watchdog")
+    for entry in (stats.quarantined if stats else [])[-3:]:
+        if entry.get("lost_last", 0) >= entry.get("lost_first", 1):
+            out["problems"].append(
+                f"the buffer was damaged ({entry['reason']}) and moved to {entry['file'] or '-'}; records seq "
+                f"{entry['lost_first']}-{entry['lost_last']} were not yet uploaded: "
+                f"`footfall agent buffer salvage {entry['file']}` recovers what it can"
+            )
+    clock = out["clock"] or {}
+    if out["running"] and clock and clock.get("state") != "ok":
+        held = stats.held if stats else 0
+        out["problems"].append(
+            f"the clock is not trusted ({clock.get('detail') or clock.get('reason')}): {held} readings timed by "
+            "the agent are held until it is; check NTP (timedatectl) and the uplink"
+        )
     if not out["running"] and live:
         out["problems"].append(f"the agent is not running (last status {format_duration(now - updated)} ago)")
     upload = out["upload"] or {}
@@ -91,6 +108,13 @@ def render(status: dict[str, Any], now: float | None = None) -> str:
             )
         if buffer["rejected"]:
             lines.append(f"buffer: {buffer['rejected']} records refused by the collector as malformed (kept, not sent)")
+        if buffer.get("held"):
+            lines.append(f"buffer: {buffer['held']} readings HELD until the clock is trusted")
+        if buffer.get("restamped") or buffer.get("suspect"):
+            lines.append(
+                f"buffer: {buffer.get('restamped', 0)} records re-stamped after a clock fix, "
+                f"{buffer.get('suspect', 0)} sent flagged suspect"
+            )
         last = buffer["last_ack_ms"]
         lines.append("last successful upload: " + (_ago(last, now) if last else "never"))
     upload = status.get("upload")
@@ -107,6 +131,15 @@ def render(status: dict[str, Any], now: float | None = None) -> str:
         lines.append(line)
     elif status["running"]:
         lines.append("uploads: off (not enrolled)")
+    clock = status.get("clock")
+    if clock:
+        if clock.get("state") == "ok":
+            line = f"clock: ok ({clock.get('source')})"
+        else:
+            line = f"clock: NOT trusted ({clock.get('reason')}): {clock.get('detail')}"
+        if clock.get("collector_skew_s") is not None:
+            line += f"; {clock['collector_skew_s']:+.1f} s from the collector"
+        lines.append(line)
     sources = status.get("sources") or []
     lines.append(f"sources: {len(sources)}" if sources else "sources: none reported")
     for s in sources:
@@ -118,6 +151,11 @@ def render(status: dict[str, Any], now: float | None = None) -> str:
         if s["last_error"] and s["state"] != "ok":
             line += f"\n    last error ({s['last_error_stage']}, {_ago(s['last_error_ms'], now)}): {s['last_error']}"
         lines.append(line)
+    for name, transport in (status.get("transports") or {}).items():
+        if transport.get("state") == "retrying":
+            lines.append(
+                f"  {name}: cannot start, retrying ({transport['attempts']} attempts): {transport['last_error']}"
+            )
     for problem in status.get("problems", []):
         lines.append(f"problem: {problem}")
     return "\n".join(lines)

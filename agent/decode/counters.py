@@ -106,13 +106,22 @@ def take(state: CounterState, readings: Sequence[Reading], policy: CounterPolicy
 
 
 def _is_resend(state: CounterState, reading: Count | Occupancy | Transaction, policy: CounterPolicy) -> bool:
-    if isinstance(reading, Count):
-        scope, key = f"period{_SEP}{reading.sensor}{_SEP}{reading.line}", str(reading.start_ms)
-    elif isinstance(reading, Occupancy):
-        scope, key = f"occupancy{_SEP}{reading.sensor}{_SEP}{reading.zone}", str(reading.at_ms)
-    else:
-        scope, key = f"txn{_SEP}{reading.terminal}", f"{reading.kind}{_SEP}{reading.txn_id}"
+    scope, key = dedupe_key(reading)
     return not state.first_seen(scope, key, policy.keep_ms)
+
+
+def dedupe_key(reading: Count | Occupancy | Transaction) -> tuple[str, str]:
+    """The (scope, key) under which a reading is remembered to drop its resends."""
+    if isinstance(reading, Count):
+        return f"period{_SEP}{reading.sensor}{_SEP}{reading.line}", str(reading.start_ms)
+    if isinstance(reading, Occupancy):
+        return f"occupancy{_SEP}{reading.sensor}{_SEP}{reading.zone}", str(reading.at_ms)
+    return f"txn{_SEP}{reading.terminal}", f"{reading.kind}{_SEP}{reading.txn_id}"
+
+
+def cumulative_key(sensor: str, line: str) -> str:
+    """The state key of a cumulative counter's last reading."""
+    return f"cumulative{_SEP}{sensor}{_SEP}{line}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +147,7 @@ _CONTIGUOUS_MS = 1000
 
 
 def _cumulative(state: CounterState, reading: CumulativeCount, policy: CounterPolicy, result: TakeResult) -> None:
-    key = f"cumulative{_SEP}{reading.sensor}{_SEP}{reading.line}"
+    key = cumulative_key(reading.sensor, reading.line)
     saved = state.get_state(key)
     state_now: dict[str, Any] = {"at_ms": reading.at_ms, "entries": reading.entries, "exits": reading.exits}
     if reading.boot:
