@@ -83,7 +83,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from footfall.agent import salvage
-from footfall.agent.clock import Stamp, Trust
+from footfall.agent.clock import STEP_MS, Stamp, Trust
 from footfall.agent.marks import Marks, MarksLocked
 from footfall.protocol.envelope import pack_record, unpack_record
 from footfall.protocol.records import ClockQuality, Count, Record, SensorEvent
@@ -282,7 +282,7 @@ class StampedTxn:
         now = self.txn.stamp
         if now is not None and now.trusted and now.boot_id == self.stamp.boot_id:
             self.txn.meta["restamped"] += 1
-            return self.txn.append(shift_times(record, now.offset_ms - self.stamp.offset_ms, "restamped"))
+            return self.txn.append(shift_times(record, clock_shift(self.stamp.offset_ms, now.offset_ms), "restamped"))
         self.txn.hold(record, self.stamp)
         return 0
 
@@ -297,6 +297,13 @@ class StampedTxn:
     def put_state(self, key: str, value: dict[str, Any]) -> None:
         """See Txn.put_state."""
         self.txn.put_state(key, value)
+
+
+def clock_shift(recorded_offset_ms: int, trusted_offset_ms: int) -> int:
+    """How far a record stamped at one offset moves to the trusted one: nothing unless the clock stepped between."""
+    delta = trusted_offset_ms - recorded_offset_ms
+    # Offsets closer than a step are one clock read at different instants (millisecond rounding).
+    return delta if abs(delta) > STEP_MS else 0
 
 
 def shift_times(record: Record, delta_ms: int, clock: ClockQuality) -> Record:
@@ -543,11 +550,16 @@ class Buffer:
             shift = 0
             others: dict[str, list[tuple[int, int, Record]]] = {}
             readings = 0
+            # Offsets within a step of each other are one stretch of the same clock (they differ only by
+            # millisecond rounding): its records move by one shift, so periods that joined still join.
+            stretch: int | None = None
             for _id, boot, offset, taken_ms, body in rows:
                 record = unpack_record(body)
                 readings += not (isinstance(record, SensorEvent) and record.kind == "clock")
                 if boot == trust.boot_id:
-                    shift = now_offset - offset
+                    if stretch is None or abs(offset - stretch) > STEP_MS:
+                        stretch = offset
+                    shift = clock_shift(stretch, now_offset)
                     txn.append(shift_times(record, shift, "restamped"), taken_ms=taken_ms)
                     restamped += 1
                 else:

@@ -269,6 +269,11 @@ class AgentClock:
             )
         if after.trusted == before.trusted and after.reason == before.reason:
             self.trust = replace(after, since_ms=before.since_ms or after.since_ms)
+            if after.trusted and stepped:
+                # Still trusted (NTP stepped it), but stamps taken since the step were held: re-stamp them.
+                event(log, "clock_stepped", step_ms=offset - before.offset_ms, source=after.source)
+                self.became_trusted.set()
+                return True
             return False
         self.trust = after
         self.changes += 1

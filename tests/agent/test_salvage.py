@@ -15,11 +15,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from footfall.agent.buffer import Buffer
+from footfall.agent.buffer import Buffer, Txn
+from footfall.agent.buffer_tools import SalvageError, salvage
+from footfall.agent.clock import Stamp
+from footfall.agent.decode.counters import CounterPolicy, cumulative_key, take
+from footfall.agent.decode.readings import CumulativeCount
 from footfall.agent.marks import SLOT, Marks, MarksLocked, read_marks
 from footfall.agent.salvage import scan
 from footfall.protocol.envelope import unpack_record
-from footfall.protocol.records import Count, Transaction
+from footfall.protocol.records import Count, Occupancy, SensorEvent, Transaction
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -168,3 +172,65 @@ async def test_every_committed_seq_stays_below_the_marks_after_a_kill(tmp_path: 
         records = await buffer.records()
     assert seq > 2501
     assert records[0].kind == "gap" and (records[0].lost_first, records[0].lost_last) == (1, seq - 2)
+
+
+async def test_quarantine_carries_state_keys_and_held_readings_and_salvage_counts_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "buffer.sqlite"
+    policy = CounterPolicy()
+    minute = 60_000
+    t0 = 1_800_000_000_000
+    period_p = Count("door", "main", t0, t0 + minute, 3, 1)
+    period_q = Count("door", "main", t0 + minute, t0 + 2 * minute, 2, 2)
+    untrusted = Stamp(wall_ms=1_000, mono_ms=500, boot_id="boot-a", trusted=False)
+
+    def first_run(txn: Txn) -> None:
+        take(txn, [CumulativeCount("gate", "main", t0, 100, 50)], policy)
+        take(txn, [CumulativeCount("gate", "main", t0 + minute, 110, 52)], policy)
+        take(txn, [period_p, period_q], policy)
+        txn.hold(Occupancy("door", "main", 1_000, 4), untrusted)
+
+    async with Buffer(path, max_size=1 << 20, commit_interval=0) as buffer:
+        await buffer.write(first_run)
+        assert [r.seq for r in await buffer.records()] == [1, 2, 3]
+    conn = sqlite3.connect(path)
+    # Q's dedupe key sat on a page that the damage takes; its header goes too.
+    conn.execute("DELETE FROM seen WHERE key = ?", (str(period_q.start_ms),))
+    conn.commit()
+    conn.close()
+    data = bytearray(path.read_bytes())
+    data[:100] = bytes(100)
+    path.write_bytes(bytes(data))
+
+    async with Buffer(path, max_size=1 << 20, commit_interval=0) as buffer:
+        moved = buffer.quarantined
+        assert moved is not None and (moved.lost_first, moved.lost_last) == (1, 3)
+        assert moved.resumed == {cumulative_key("gate", "main"): t0 + minute} and moved.carried_held == 1
+        (gap,) = await buffer.records()
+        assert isinstance(gap, SensorEvent) and (gap.kind, gap.lost_first, gap.lost_last) == ("gap", 1, 3)
+        after = await buffer.write(
+            lambda txn: take(
+                txn, [CumulativeCount("gate", "main", t0 + 2 * minute, 115, 52), period_p, period_q], policy
+            )
+        )
+        assert (after.records, after.duplicates, after.baselines) == (2, 1, 0), "resumed, P dropped, Q taken anew"
+        assert len(await buffer.held()) == 1
+    with pytest.raises(SalvageError, match="stop the agent"):
+        async with Buffer(path, max_size=1 << 20, commit_interval=0):
+            await salvage(path, path.with_name(moved.file), max_size=1 << 20)
+
+    report = await salvage(path, path.with_name(moved.file), max_size=1 << 20)
+    assert (report.found, report.skipped_acked, report.skipped_resent, report.requeued) == (3, 0, 1, 2)
+    async with Buffer(path, max_size=1 << 20, commit_interval=0) as buffer:
+        records = await buffer.records()
+    counts = [r for r in records if isinstance(r, Count)]
+    assert sorted((c.start_ms, c.end_ms) for c in counts) == [
+        (t0, t0 + minute),  # the salvaged cumulative period
+        (t0, t0 + minute),  # P, salvaged: its resend after the switch was dropped
+        (t0 + minute, t0 + 2 * minute),  # Q, taken after the switch (its salvaged copy skipped)
+        (t0 + minute, t0 + 2 * minute),  # the cumulative period the fresh buffer resumed with
+    ]
+    assert len({(c.sensor, c.start_ms) for c in counts}) == 4, "no reading of one sensor counted twice"
+    with pytest.raises(SalvageError, match="already salvaged"):
+        await salvage(path, path.with_name(moved.file), max_size=1 << 20)
