@@ -59,6 +59,22 @@ def killed_writer(path: Path, total: int, acked: int = 0) -> None:
     assert done.returncode == -signal.SIGKILL, done.stderr
 
 
+@pytest.fixture(scope="module")
+def killed_3000(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One buffer of 3001 records left by a killed writer, shared by the tests that only read or copy it."""
+    path = tmp_path_factory.mktemp("killed") / "buffer.sqlite"
+    killed_writer(path, 3000)
+    return path
+
+
+def copy_buffer(source: Path, folder: Path) -> Path:
+    """A copy of a buffer with its -wal and marks, as the killed writer left them."""
+    for companion in source.parent.iterdir():
+        if companion.name.startswith(source.name):
+            shutil.copy(companion, folder / companion.name)
+    return folder / source.name
+
+
 def sqlite_view(path: Path) -> dict[int, bytes]:
     """What SQLite itself reads from an intact file (on a copy, so the original stays as it is)."""
     copy = path.with_name("view-" + path.name)
@@ -100,9 +116,10 @@ def test_acknowledged_records_are_never_resurrected_from_free_pages(tmp_path: Pa
 
 
 @pytest.mark.parametrize("damage", ["zero_page", "truncate", "zero_header"])
-def test_a_damaged_file_gives_up_only_what_was_on_the_damaged_pages(tmp_path: Path, damage: str) -> None:
-    path = tmp_path / "buffer.sqlite"
-    killed_writer(path, 3000)
+def test_a_damaged_file_gives_up_only_what_was_on_the_damaged_pages(
+    tmp_path: Path, damage: str, killed_3000: Path
+) -> None:
+    path = copy_buffer(killed_3000, tmp_path)
     truth = sqlite_view(path)
     with sqlite3.connect(path) as conn:  # fold the WAL into the file, so the damage hits the records
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -161,16 +178,15 @@ def test_marks_survive_a_torn_write_and_lock_out_a_second_process(tmp_path: Path
     assert read_marks(path).reserved == first
 
 
-async def test_every_committed_seq_stays_below_the_marks_after_a_kill(tmp_path: Path) -> None:
-    path = tmp_path / "buffer.sqlite"
-    killed_writer(path, 2500)
+async def test_every_committed_seq_stays_below_the_marks_after_a_kill(tmp_path: Path, killed_3000: Path) -> None:
+    path = copy_buffer(killed_3000, tmp_path)
     reserved = read_marks(path.with_name("buffer.sqlite.marks")).reserved
     assert max(sqlite_view(path)) < reserved
     os.remove(path)  # even with the database gone, a new buffer never reuses a seq
     async with Buffer(path, max_size=1 << 20, commit_interval=0) as buffer:
         (seq,) = await buffer.append([Count("door", "main", 1, 2, 1, 0)])
         records = await buffer.records()
-    assert seq > 2501
+    assert seq > 3001
     assert records[0].kind == "gap" and (records[0].lost_first, records[0].lost_last) == (1, seq - 2)
 
 
