@@ -12,6 +12,7 @@ since, is refused with a message saying so, rather than run against a schema it 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import re
 from dataclasses import dataclass, field
@@ -54,16 +55,23 @@ class Migration:
 
 
 def load_migrations() -> list[Migration]:
-    """The shipped migrations in version order; their numbers must run 1, 2, 3 ... without a hole."""
+    """The shipped migrations in version order; each number once.
+
+    Numbers may leave holes: parallel lines of work are given ranges of numbers (0004-0009,
+    0010-0014, ...), so a release can ship 0015 before 0010 exists.
+    """
     found: list[Migration] = []
     for entry in resources.files("footfall.collector").joinpath("migrations").iterdir():
         match = _NAME.match(entry.name)
         if match:
             found.append(Migration(int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8")))
     found.sort(key=lambda m: m.version)
-    for expected, migration in enumerate(found, start=1):
-        if migration.version != expected:
-            raise MigrationError(f"migration {migration.version:04d}_{migration.name} should be number {expected:04d}")
+    for before, migration in itertools.pairwise(found):
+        if migration.version == before.version:
+            raise MigrationError(
+                f"migrations {before.version:04d}_{before.name} and {migration.version:04d}_{migration.name} "
+                "share a number"
+            )
     return found
 
 

@@ -113,6 +113,9 @@ async def list_agents_handler(request: web.Request) -> web.Response:
                     "last_seen": a.last_seen_at.isoformat() if a.last_seen_at else None,
                     "hw_seq": a.hw_seq,
                     "clock_skew_s": a.clock_skew_s,
+                    "clock_state": a.clock_state,
+                    "readings_restamped": a.readings_restamped,
+                    "readings_suspect": a.readings_suspect,
                 }
                 for a in agents
             ]
