@@ -192,6 +192,6 @@ def _digest(path: Path) -> str:
     for part in (path, path.with_name(path.name + "-wal")):
         if part.exists():
             with part.open("rb") as f:
-                for chunk in iter(lambda f=f: f.read(1 << 20), b""):
+                while chunk := f.read(1 << 20):
                     sha.update(chunk)
     return sha.hexdigest()

@@ -342,12 +342,16 @@ async def keep(
     """Run for ever: judge the clock every second, ask the collector's time while untrusted, re-stamp on trust."""
     last_probe = -PROBE_EVERY_S
     was_trusted = clock.trust.trusted
+    reason = clock.trust.reason
     await buffer.save_clock(clock.saved_state(), _worth_an_event(clock.trust))
     if clock.trust.trusted:
         await buffer.restamp(clock.trust, clock.stamp())
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=request_timeout)) as session:
         while True:
             clock.check()
+            if clock.trust.reason != reason:
+                reason = clock.trust.reason
+                last_probe = -PROBE_EVERY_S  # the clock changed (a step, a lost sync): ask the collector now
             url = collector_url()
             if not clock.trust.trusted and url and time.monotonic() - last_probe >= PROBE_EVERY_S:
                 last_probe = time.monotonic()
@@ -357,8 +361,6 @@ async def keep(
             if clock.trust.trusted != was_trusted:
                 was_trusted = clock.trust.trusted
                 await buffer.save_clock(clock.saved_state(), _worth_an_event(clock.trust))
-                if not was_trusted:
-                    last_probe = -PROBE_EVERY_S  # trust just lost: ask the collector now, not in 30 s
             if clock.became_trusted.is_set():
                 clock.became_trusted.clear()
                 await buffer.restamp(clock.trust, clock.stamp())
