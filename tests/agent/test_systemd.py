@@ -160,3 +160,16 @@ async def test_a_real_agent_says_ready_pings_while_it_runs_and_says_stopping(
 def _more(sock: socket.socket, received: list[str], at_least: int) -> bool:
     received.extend(drain(sock))
     return sum(m == "WATCHDOG=1" for m in received) >= at_least
+
+
+def test_the_unit_file_asks_for_notify_and_a_watchdog() -> None:
+    import configparser
+
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read(REPO / "packaging" / "systemd" / "footfall-agent.service")
+    service = unit["Service"]
+    assert service["Type"] == "notify" and service["NotifyAccess"] == "main"
+    assert service["WatchdogSec"] == "30s" and service["Restart"] == "always"
+    assert service["ExecStart"].split()[1:3] == ["agent", "run"]
+    assert unit["Unit"]["StartLimitIntervalSec"] == "0"
