@@ -102,7 +102,7 @@ class BufferSection:
         metadata=meta("size", "records beyond this are dropped oldest first, with a gap event", min=64 * 1024),
     )
     commit_interval: float = field(
-        default=0.2, metadata=meta("duration", "group commit window: at most one fsync'd commit per interval")
+        default=1.0, metadata=meta("duration", "group commit window: at most one fsync'd commit per interval")
     )
 
 

@@ -281,7 +281,7 @@ class Pipeline:
             "agent_id": self.identity.agent_id if self.identity else "",
             "enrolled": self.identity is not None,
             "collector_url": (self.config.collector.url or (self.identity.collector_url if self.identity else "")),
-            "buffer": stats.as_dict(),
+            "buffer": {**stats.as_dict(), "commits": self.buffer.commits},
             "upload": self.uploader.status.as_dict() if self.uploader else None,
             "clock": self.agent_clock.status(),
             "sources": [intake.health.as_dict() for intake in self.intakes],

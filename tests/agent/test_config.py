@@ -43,7 +43,7 @@ def test_an_empty_file_gives_the_documented_defaults(tmp_path: Path) -> None:
     config = load_config(tmp_path / "agent.toml")
     assert config.agent.state_dir == Path("/var/lib/footfall")
     assert config.buffer.max_size == 1024**3
-    assert config.buffer.commit_interval == pytest.approx(0.2)
+    assert config.buffer.commit_interval == pytest.approx(1.0)
     assert config.upload.backoff_max == 300
     assert config.http_push.listen == "127.0.0.1:8088"
     assert config.sources == ()
