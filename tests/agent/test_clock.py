@@ -20,6 +20,7 @@ from footfall.agent.config import load_config
 from footfall.agent.decode.counters import CounterPolicy, take
 from footfall.agent.identity import enroll
 from footfall.agent.pipeline import Pipeline
+from footfall.agent.status import render
 from footfall.protocol.records import Count, Record, SensorEvent
 
 from tests.agent.conftest import eventually
@@ -181,6 +182,9 @@ async def test_readings_timed_before_ntp_sync_are_held_then_restamped_exactly(
     await agent.push("/entrance", {"start": "2026-03-08T10:00:00Z", "end": "2026-03-08T10:01:00Z", "in": 4, "out": 1})
     held = [r for _, _, r in await pipeline.buffer.held()]
     assert [(c.entries, c.clock) for c in counts(held)] == [(10, "ok"), (15, "ok")]
+    shown = render({**await pipeline.status(), "problems": []})
+    assert "clock: NOT trusted (before_build): the clock reads 2021-" in shown
+    assert "readings HELD until the clock is trusted" in shown
     await eventually(lambda: any(isinstance(r, Count) and r.sensor == "entrance" for r in peer.accepted),
                      what="the device-timed reading to go up at once")
     assert not counts(peer.accepted), "nothing timed by a wrong clock was uploaded"
