@@ -7,8 +7,11 @@ new frames; requests in progress finish and get their commit), then the uploader
 had in flight stays buffered), then commits what is queued and closes the buffer.
 
 While it runs, `status.json` in the state directory is rewritten atomically every few seconds
-(and at start and stop); `footfall agent status` reads it together with the buffer file
-opened read-only, so status works whether or not the agent runs.
+(and at start and stop); under systemd it is written to the runtime directory on tmpfs
+(`RuntimeDirectory=`, `$RUNTIME_DIRECTORY`) and the state directory holds a symlink to it,
+since rewriting a file every few seconds would be most of what the agent writes to flash.
+`footfall agent status` reads it together with the buffer file opened read-only, so status
+works whether or not the agent runs.
 
 Life on a gateway (issue 7): the agent clock (agent/clock.py) is judged before the buffer
 opens and again with what the buffer remembers, and a keeper task re-judges it every second
@@ -82,8 +85,12 @@ class Pipeline:
         clock: Callable[[], float] = time.time,
         clock_source: ClockSource | None = None,
         notifier: Notifier | None = None,
+        runtime_dir: Path | None = None,
     ) -> None:
         self.config = config
+        # Under systemd (RuntimeDirectory=footfall) status.json lives on tmpfs, not on the SD card.
+        runtime = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+        self.runtime_dir = runtime_dir or (Path(runtime) if runtime else None)
         source = clock_source or ClockSource(wall=clock)
         self.clock = source.wall
         self.agent_clock = AgentClock(_clock_settings(config), source)
@@ -110,14 +117,29 @@ class Pipeline:
 
     @property
     def status_path(self) -> Path:
-        """Where the status file is written."""
-        return self.state_dir / STATUS_FILE
+        """Where the status file is written: the runtime directory if there is one, else the state directory."""
+        return (self.runtime_dir or self.state_dir) / STATUS_FILE
+
+    def _link_status(self) -> None:
+        """With a runtime directory, `<state_dir>/status.json` is a symlink to it, where `agent status` looks."""
+        if self.runtime_dir is None:
+            return
+        link = self.state_dir / STATUS_FILE
+        if link.is_symlink() and Path(os.readlink(link)) == self.status_path:
+            return
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_dir / f".{STATUS_FILE}.link"
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        tmp.symlink_to(self.status_path)
+        os.replace(tmp, link)
 
     async def start(self) -> None:
         """Open everything; raises ConfigError, IdentityError, BufferError or SourceError with the reason."""
         self._started_ms = int(self.clock() * 1000)
         self.profiles = load_profiles(self.config.agent.adapter_dirs, extractors=self.extractors)
         uploader_key = self._load_identity()
+        self._link_status()
         marks = read_marks(self.buffer.marks_path)
         self.agent_clock.start(wall_high_ms=marks.wall_high_ms if marks else 0)
         await self.buffer.open()
@@ -225,6 +247,9 @@ class Pipeline:
 
     async def stop(self) -> None:
         """Stop sources, then uploads, then flush and close the buffer; safe to call twice."""
+        for task in self._tasks:
+            if task.get_name() == "footfall-watchdog":
+                task.cancel()  # no pings once stopping: systemd gives the stop its own timeout
         self.notifier.send("STOPPING=1")
         for source in self.sources.values():
             await source.stop()

@@ -43,7 +43,10 @@ def gather(config: AgentConfig, now: float | None = None) -> dict[str, Any]:
     try:
         live = json.loads((state_dir / STATUS_FILE).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        out["problems"].append("the agent has never run with this state directory")
+        if (state_dir / STATUS_FILE).is_symlink():
+            out["problems"].append("the agent has not run since the gateway started (its status is on tmpfs)")
+        else:
+            out["problems"].append("the agent has never run with this state directory")
     except (OSError, ValueError) as exc:
         out["problems"].append(f"cannot read {state_dir / STATUS_FILE}: {exc}")
     updated = live.get("updated_at_ms", 0) / 1000

@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -41,6 +42,7 @@ class PlainCollector:
     readings: int = 0
     events: int = 0
     gap_events: int = 0
+    gap_seqs: int = 0
     batches: int = 0
     _runner: web.AppRunner | None = None
     _site: web.TCPSite | None = None
@@ -94,7 +96,9 @@ class PlainCollector:
         for record in batch.records:
             if isinstance(record, SensorEvent):
                 self.events += 1
-                self.gap_events += record.kind == "gap"
+                if record.kind == "gap":
+                    self.gap_events += 1
+                    self.gap_seqs += record.lost_last - record.lost_first + 1
             else:
                 self.readings += 1
         return self._answer(200, {"accepted": len(batch.records), "duplicates": 0, "acked_seq": batch.seq_last})
@@ -110,6 +114,8 @@ class AgentProcess:
     max_size: str = "1GiB"
     counters: int = 20
     tills: int = 2
+    # A tmpfs folder for status.json, as systemd's RuntimeDirectory= gives the agent; None: the state directory.
+    runtime_dir: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
     port: int = 0
     log: Path = field(init=False)
@@ -167,9 +173,12 @@ class AgentProcess:
 
     def _spawn(self, config: Path) -> subprocess.Popen[bytes]:
         with self.log.open("ab") as log:
+            env = dict(os.environ)
+            if self.runtime_dir is not None:
+                env["RUNTIME_DIRECTORY"] = str(self.runtime_dir)
             return subprocess.Popen(
                 [sys.executable, "-m", "footfall.agent", "run", "--config", str(config)],
-                cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
             )
 
     def stop(self) -> None:
@@ -203,9 +212,23 @@ class AgentProcess:
         fields["fds"] = len(os.listdir(f"/proc/{self.proc.pid}/fd"))
         return fields
 
-    def buffer_bytes(self) -> int:
-        """The buffer database and its WAL on disk."""
-        return sum(p.stat().st_size for p in self.state.glob("buffer.sqlite*") if p.is_file())
+    def dedupe_keys(self) -> int:
+        """Dedupe keys in the buffer (kept for each profile's window, 7 days for the shipped ones)."""
+        conn = sqlite3.connect(f"file:{self.state / 'buffer.sqlite'}?mode=ro", uri=True)
+        try:
+            return int(conn.execute("SELECT count(*) FROM seen").fetchone()[0])
+        finally:
+            conn.close()
+
+    def buffer_files(self) -> tuple[int, int]:
+        """The sizes of the buffer database and of its WAL on disk."""
+        sizes = []
+        for name in ("buffer.sqlite", "buffer.sqlite-wal"):
+            try:
+                sizes.append((self.state / name).stat().st_size)
+            except FileNotFoundError:
+                sizes.append(0)
+        return sizes[0], sizes[1]
 
 
 @dataclass
