@@ -62,19 +62,18 @@ async def run(args: argparse.Namespace) -> FigureReport:
     ):
         results[label] = await _measure(args, interval, tmpfs)
     readings_per_day = (args.counters * 1440 + args.tills * args.sales_per_hour * 24)
-    for label, (written, commits, seconds, wchar) in results.items():
+    for label, (written, commits, seconds) in results.items():
         per_day = written / seconds * DAY_S
         report.add(f"{label}: bytes written per day", per_day, "B", f"{per_day / 2**20:,.0f} MiB/day")
         report.add(f"{label}: commits per hour", commits / seconds * 3600, "1/h")
         report.add(f"{label}: bytes written per reading", per_day / readings_per_day, "B")
-        report.add(f"{label}: bytes passed to write() per day", wchar / seconds * DAY_S, "B", "before the page cache")
     grouped, naive = (results[k][0] / results[k][2] for k in ("group commit", "naive"))
     report.add("naive / group commit", naive / grouped if grouped else 0.0, "x", "how much more the naive agent writes")
     return report
 
 
-async def _measure(args: argparse.Namespace, interval: str, tmpfs: bool) -> tuple[int, int, float, int]:
-    """(write_bytes, commits, seconds, wchar) of one agent over the window."""
+async def _measure(args: argparse.Namespace, interval: str, tmpfs: bool) -> tuple[int, int, float]:
+    """(write_bytes, commits, seconds) of one agent over the window."""
     collector = PlainCollector()
     await collector.start()
     with (
@@ -100,7 +99,7 @@ async def _measure(args: argparse.Namespace, interval: str, tmpfs: bool) -> tupl
         finally:
             await collector.down()
     commits = status["buffer"]["commits"] - commits_before
-    return after["write_bytes"] - before["write_bytes"], commits, end - start, after["wchar"] - before["wchar"]
+    return after["write_bytes"] - before["write_bytes"], commits, end - start
 
 
 async def _store(devices: Devices, args: argparse.Namespace) -> None:
