@@ -251,6 +251,13 @@ class Txn:
         )
         return cur.rowcount == 1
 
+    def seen(self, scope: str, key: str) -> bool:
+        """Whether a dedupe key was taken and has not expired (without taking it)."""
+        row = self._conn.execute(
+            "SELECT 1 FROM seen WHERE scope = ? AND key = ? AND expires_ms > ?", (scope, key, self.now_ms)
+        ).fetchone()
+        return row is not None
+
     def get_state(self, key: str) -> dict[str, Any] | None:
         """Derived state saved under `key` (a cumulative counter's last reading), or None."""
         row = self._conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
@@ -289,6 +296,10 @@ class StampedTxn:
     def first_seen(self, scope: str, key: str, keep_ms: int) -> bool:
         """See Txn.first_seen."""
         return self.txn.first_seen(scope, key, keep_ms)
+
+    def seen(self, scope: str, key: str) -> bool:
+        """See Txn.seen."""
+        return self.txn.seen(scope, key)
 
     def get_state(self, key: str) -> dict[str, Any] | None:
         """See Txn.get_state."""
@@ -1121,6 +1132,8 @@ def read_stats(path: Path, max_size: int = 0) -> BufferStats | None:
         return None
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone() is None:
+            return None  # the agent is creating the file right now: nothing to report yet
         return _stats(conn, max_size)
     finally:
         conn.close()

@@ -1,4 +1,6 @@
-"""`footfall agent ...`: run, enroll, status, config check and buffer salvage. Mounted by footfall/cli.py.
+"""`footfall agent ...`: run, enroll, init, status, doctor, adapters, config check and buffer salvage.
+
+Mounted by footfall/cli.py.
 
 Thin: each command parses its flags and calls the module that does the work. Nothing here (or
 below) imports the collector or its database stack, so a gateway needs only the agent's
@@ -9,14 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
+from dataclasses import MISSING, fields
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from footfall.agent.config import DEFAULT_CONFIG_PATH, AgentConfig, ConfigError, load_config
 from footfall.agent.decode.profile import load_profiles
 
 from footfall.logs import configure
+
+if TYPE_CHECKING:
+    from footfall.agent import wizard as wizard_types
 
 app = typer.Typer(help="Run and look after the in-store agent.", no_args_is_help=True, add_completion=False)
 config_app = typer.Typer(help="Check an agent.toml.", no_args_is_help=True, add_completion=False)
@@ -29,24 +38,75 @@ ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The agent's 
 
 def _load(path: Path, *, err: bool = True) -> AgentConfig:
     try:
-        return load_config(path, adapters=load_profiles)
+        config = load_config(path, adapters=load_profiles)
+        _check_sources(config)
     except ConfigError as exc:
         typer.echo(str(exc), err=err)
         raise typer.Exit(1) from None
+    return config
+
+
+def _check_sources(config: AgentConfig) -> None:
+    """Each source gives its adapter what it needs (params, a secret): ConfigError naming the source otherwise."""
+    from footfall.agent.config import Problem
+    from footfall.agent.intake import source_problems
+
+    profiles = load_profiles(config.agent.adapter_dirs)
+    problems = [
+        Problem(f"sources[{index}]", f"(source {source.name!r}) {problem}")
+        for index, source in enumerate(config.sources)
+        if source.adapter in profiles
+        for problem in source_problems(source, profiles[source.adapter])
+    ]
+    if problems:
+        raise ConfigError(str(config.path or "agent.toml"), problems)
+
+
+@app.command()
+def adapters(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Also list the profiles in this config's [agent] adapter_dirs."),
+    ] = None,
+    adapter_dir: Annotated[
+        list[Path] | None, typer.Option("--adapter-dir", help="Another folder of profiles (repeatable).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """List every adapter profile and what it needs: transport, format, count semantics, times, settings."""
+    from footfall.agent.decode.catalog import describe, render
+
+    dirs: list[Path] = list(adapter_dir or [])
+    if config is not None:
+        try:
+            dirs = [*load_config(config).agent.adapter_dirs, *dirs]
+        except ConfigError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(1) from None
+    try:
+        profiles = load_profiles(dirs)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    ordered = [profiles[name] for name in sorted(profiles)]
+    typer.echo(json.dumps([describe(p) for p in ordered], indent=2) if as_json else render(ordered))
 
 
 @app.command()
 def run(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
     """Run the agent until SIGTERM or Ctrl-C: receive readings, buffer them, upload them."""
     from footfall.agent.buffer import BufferError
+    from footfall.agent.fleet_config import effective_config
     from footfall.agent.identity import IdentityError
     from footfall.agent.pipeline import run_until_signalled
     from footfall.agent.sources.base import SourceError
 
-    cfg = _load(config)
+    local = _load(config)
+    # A configuration pushed by the fleet and applied earlier runs instead of the local file.
+    cfg, fleet_state = effective_config(local)
     configure(cfg.agent.log_level, cfg.agent.log_format)
     try:
-        asyncio.run(run_until_signalled(cfg))
+        asyncio.run(run_until_signalled(cfg, local_config=local, fleet_state=fleet_state))
     except (ConfigError, IdentityError, BufferError, SourceError) as exc:
         typer.echo(f"footfall agent: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -112,8 +172,28 @@ def enroll(
     except (IdentityError, EnrollmentError) as exc:
         typer.echo(f"footfall agent enroll: {exc}", err=True)
         raise typer.Exit(1) from None
+    _hand_over(state_dir)
     typer.echo(f"enrolled as {identity.agent_id} ({identity.organization} / {identity.site}, {identity.timezone})")
     typer.echo(f"key and identity in {state_dir}")
+
+
+def _hand_over(state_dir: Path) -> None:
+    """Run as root on a packaged gateway: give the key and identity to the owner of the state directory.
+
+    The service runs as its own user (packaging/: `footfall`), which must be able to read the key
+    that root just wrote with mode 0600.
+    """
+    from footfall.agent.identity import IDENTITY_FILE, KEY_FILE
+
+    if os.geteuid() != 0:
+        return
+    owner = state_dir.stat()
+    if owner.st_uid == 0:
+        return
+    for name in (KEY_FILE, IDENTITY_FILE):
+        path = state_dir / name
+        if path.exists():
+            os.chown(path, owner.st_uid, owner.st_gid)
 
 
 @app.command()
@@ -121,7 +201,7 @@ def status(
     config: ConfigOption = DEFAULT_CONFIG_PATH,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
-    """Buffer depth, oldest unsent reading, last upload and each source's health. Exit 3 if not running."""
+    """Buffer, oldest unsent reading, last upload, each source, heartbeat, clock and fleet config. Exit 3 if stopped."""
     from footfall.agent.status import gather, render
 
     try:
@@ -141,3 +221,232 @@ def config_check(file: Annotated[Path, typer.Argument(help="The agent.toml to ch
     cfg = _load(file, err=False)
     sources = ", ".join(f"{s.name} ({s.transport}, {s.adapter})" for s in cfg.sources) or "none"
     typer.echo(f"{file}: OK; state in {cfg.agent.state_dir}; sources: {sources}")
+
+
+@app.command()
+def init(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the config.")] = DEFAULT_CONFIG_PATH,
+    collector: Annotated[str, typer.Option("--collector", help="The collector's base URL (https://...).")] = "",
+    state_dir: Annotated[
+        Path | None, typer.Option("--state-dir", help="Where the buffer and key live [default: /var/lib/footfall].")
+    ] = None,
+    listen: Annotated[
+        str | None, typer.Option("--listen", help="host:port devices POST to [default: 0.0.0.0:8088].")
+    ] = None,
+    device: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--device",
+            help="A device: name=entrance,adapter=generic-json-counter[,path=/push/entrance][,token=...]. Repeat "
+            "for each; giving one means no questions.",
+        ),
+    ] = None,
+    probe_timeout: Annotated[
+        str, typer.Option("--probe-timeout", help="How long to wait for each device's first message.")
+    ] = "60s",
+    no_probe: Annotated[bool, typer.Option("--no-probe", help="Write the devices without probing them.")] = False,
+    token: Annotated[
+        str | None,
+        typer.Option("--token", envvar="FOOTFALL_ENROLL_TOKEN", help="Enroll right after, with this token."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
+    non_interactive: Annotated[
+        bool, typer.Option("--non-interactive", "-y", help="Ask nothing: use the flags and defaults.")
+    ] = False,
+) -> None:
+    """Write a commented agent.toml: pick devices from the adapter catalogue, probe each, then write and enroll.
+
+    In a terminal without --device it asks its questions; with --device (or -y) it asks nothing.
+    Exit 0 written (and enrolled when a token was given), 1 nothing written or enrollment failed.
+    """
+    from footfall.agent import wizard
+
+    from footfall.units import parse_duration
+
+    try:
+        timeout = parse_duration(probe_timeout)
+    except ValueError as exc:
+        typer.echo(f"footfall agent init: --probe-timeout: {exc}", err=True)
+        raise typer.Exit(2) from None
+    profiles = wizard.catalogue()
+    plan = wizard.Plan(output=output, state_dir=state_dir or wizard.DEFAULT_STATE_DIR, collector_url=collector,
+                       listen=listen or wizard.DEFAULT_LISTEN)
+    interactive = not device and not non_interactive and wizard.stdin_is_terminal()
+    try:
+        if interactive:
+            token = _ask(plan, profiles, token, timeout=timeout, probe=not no_probe, force=force)
+        else:
+            for spec in device or []:
+                dev = wizard.parse_device(spec, profiles)
+                if not no_probe:
+                    _probe(dev, profiles, plan.listen, timeout, interactive=False)
+                plan.devices.append(dev)
+        text = wizard.render(plan, profiles)
+        wizard.check(text, output)
+        wizard.write(text, output, force=force or interactive)
+    except wizard.WizardError as exc:
+        typer.echo(f"footfall agent init: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"wrote {output}: {len(plan.devices)} device(s): {wizard.summary(plan.devices)}")
+    if token:
+        from footfall.agent.identity import EnrollmentError, IdentityError
+        from footfall.agent.identity import enroll as do_enroll
+
+        url = plan.collector_url
+        if not url:
+            typer.echo("footfall agent init: enrolling needs --collector", err=True)
+            raise typer.Exit(1)
+        try:
+            identity = asyncio.run(do_enroll(plan.state_dir, url, token))
+        except (IdentityError, EnrollmentError) as exc:
+            typer.echo(f"footfall agent init: the config is written, but enrollment failed: {exc}", err=True)
+            raise typer.Exit(1) from None
+        _hand_over(plan.state_dir)
+        typer.echo(f"enrolled as {identity.agent_id} ({identity.organization} / {identity.site})")
+    else:
+        typer.echo(f"next: footfall agent enroll --collector URL --token ffe_... --config {output}")
+    typer.echo("then: systemctl restart footfall-agent (or footfall agent run), and footfall agent status")
+
+
+def _ask(
+    plan: wizard_types.Plan, profiles: dict[str, Any], token: str | None, *, timeout: float, probe: bool, force: bool
+) -> str | None:
+    """The interactive questions; fills `plan`, returns the enrollment token (or None)."""
+    from footfall.agent import wizard
+
+    typer.echo(f"footfall agent init: your answers become {plan.output} (Ctrl-C leaves nothing behind).")
+    if plan.output.exists() and not force and not typer.confirm(f"{plan.output} exists. Replace it?", default=False):
+        raise wizard.WizardError(f"{plan.output} kept as it is")
+    plan.collector_url = typer.prompt("Collector URL, e.g. https://collector.example.com", default=plan.collector_url)
+    plan.state_dir = Path(typer.prompt("State directory (buffer, key)", default=str(plan.state_dir)))
+    plan.listen = typer.prompt("Address devices POST to (host:port)", default=plan.listen)
+    names = sorted(profiles)
+    typer.echo("Adapters:")
+    for number, name in enumerate(names, start=1):
+        typer.echo(f"  {number:>2}. {name:<28} {profiles[name].description} ({profiles[name].shape})")
+    while True:
+        choice = typer.prompt(
+            f"Device {len(plan.devices) + 1}: adapter number or name (Enter when done)", default="", show_default=False
+        ).strip()
+        if not choice:
+            break
+        adapter = names[int(choice) - 1] if choice.isdigit() and 1 <= int(choice) <= len(names) else choice
+        if adapter not in profiles:
+            typer.echo(f"  no adapter {choice!r}: type a number from 1 to {len(names)} or a name from the list")
+            continue
+        name = typer.prompt("  Device name (its readings carry it)", default=f"device-{len(plan.devices) + 1}")
+        transport = wizard.default_transport()
+        if len(wizard.TRANSPORT_OPTIONS) > 1:
+            transport = typer.prompt(f"  Transport ({', '.join(wizard.TRANSPORT_OPTIONS)})", default=transport)
+        device = wizard.Device(name, adapter, transport)
+        for f in fields(wizard.TRANSPORT_OPTIONS.get(transport, object)):
+            # A technician is asked for a webhook secret only when the adapter checks signatures.
+            if f.metadata.get("signed_only") and profiles[adapter].signature is None:
+                continue
+            suggest = wizard.SUGGESTIONS.get((transport, f.name))
+            default = suggest(name) if suggest else ("" if f.default is MISSING else f.default)
+            device.options[f.name] = typer.prompt(f"  {f.name}: {f.metadata['doc']}", default=default,
+                                                  show_default=default != "")
+        if probe and not _probe(device, profiles, plan.listen, timeout, interactive=True):
+            continue
+        plan.devices.append(device)
+    return typer.prompt("Enrollment token (Enter to enroll later)", default=token or "", show_default=False,
+                        hide_input=True) or None
+
+
+def _probe(device: Any, profiles: dict[str, Any], listen: str, timeout: float, *, interactive: bool) -> bool:
+    """Probe one device; False when it should not be written (its message does not match the adapter)."""
+    from footfall.agent import wizard
+
+    if device.transport != "http_push":
+        device.note = f"not probed: no probe for transport {device.transport} yet"
+        typer.echo(f"  {device.name}: {device.note}", err=True)
+        return True
+    path = device.options.get("path", "")
+
+    def listening(port: int) -> None:
+        host = listen.rsplit(":", 1)[0]
+        where = "<this gateway's address>" if host in ("0.0.0.0", "::", "[::]") else host
+        typer.echo(
+            f"  waiting up to {wizard.seconds(timeout)} for {device.name} to POST to http://{where}:{port}{path}"
+            + (" (Enter skips)" if interactive else ""),
+            err=not interactive,
+        )
+
+    async def run() -> Any:
+        skip = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        def enter() -> None:
+            sys.stdin.readline()
+            skip.set()
+
+        if interactive:
+            loop.add_reader(sys.stdin.fileno(), enter)
+        try:
+            return await wizard.probe_http_push(
+                listen, device, profiles[device.adapter], wait_s=timeout, skip=skip, on_listening=listening
+            )
+        finally:
+            if interactive:
+                loop.remove_reader(sys.stdin.fileno())
+
+    result = asyncio.run(run())
+    when = datetime.now(UTC)
+    if result.error and not result.remote:
+        raise wizard.WizardError(f"{device.name}: {result.error}")
+    if result.error:
+        message = f"{device.name}: the message from {result.remote} does not match adapter {device.adapter}: " + (
+            result.error
+        )
+        if not interactive:
+            raise wizard.WizardError(message + "; pick another adapter (footfall agent init lists them)")
+        typer.echo("  " + message)
+        return typer.confirm("  Write this device anyway?", default=False)
+    device.note = wizard.probe_note(result, when, timeout)
+    if result.waited:
+        typer.echo(
+            f"  WARNING: {device.name}: no message within {wizard.seconds(timeout)}; written without a probe", err=True
+        )
+    else:
+        typer.echo(f"  {device.name}: got {len(result.readings)} reading(s) from {result.remote}")
+        for reading in result.readings[:5]:
+            typer.echo(f"    {wizard.describe(reading)}")
+    return True
+
+
+@app.command()
+def doctor(
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    user: Annotated[
+        str, typer.Option("--user", help="The user the agent service runs as (the package's is footfall).")
+    ] = "footfall",
+    fix: Annotated[
+        bool, typer.Option("--fix", help="Fix what can be fixed (key mode and owner) without asking.")
+    ] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 on warnings too.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Check the config, key, collector (DNS, TCP, TLS, clock), serial ports, disk and time sync; say how to fix.
+
+    Exit 0 when nothing failed (warnings are printed), 1 when a check failed (or warned, with --strict).
+    """
+    from footfall.agent import doctor as checks_module
+
+    service = checks_module.service_user(user)
+    checks = asyncio.run(checks_module.run_checks(config, service))
+    fixable = [c for c in checks if c.fixer is not None and c.level != "ok"]
+    if fixable and not as_json and (fix or (sys.stdin.isatty() and typer.confirm(
+        f"{len(fixable)} problem(s) can be fixed now ({', '.join(c.area for c in fixable)}). Fix them?",
+        default=False,
+    ))):
+        for check in fixable:
+            assert check.fixer is not None
+            done = check.fixer()
+            typer.echo(f"fixed: {done}")
+        checks = asyncio.run(checks_module.run_checks(config, service))
+    if not service.exists and not as_json:
+        typer.echo(f"note: there is no user {user!r}; checked for {service.name} instead", err=True)
+    typer.echo(checks_module.as_json(checks) if as_json else checks_module.render(checks))
+    failed = any(c.level == "fail" for c in checks) or (strict and any(c.level == "warn" for c in checks))
+    if failed:
+        raise typer.Exit(1)

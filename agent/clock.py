@@ -8,8 +8,8 @@ supplies keep it: this module is about the agent's own clock only.
 
 When the clock is trustworthy (`Trust.trusted`):
 - never while it reads earlier than `[clock] not_before` (default: this agent's build date);
-- at once when the kernel says it is synchronised (`adjtimex`, what `timedatectl` shows as
-  "System clock synchronized"), or when the collector's clock agrees with ours within
+- at once when the kernel says it is synchronised (`adjtimex`, agent/timesync.py: what
+  `timedatectl` shows as "System clock synchronized"), or when the collector's clock agrees with ours within
   `[clock] max_skew` (every collector answer carries its time; while untrusted the agent
   also asks `GET /v1/health` every `PROBE_EVERY_S`);
 - with `require_sync = false` also when it is merely plausible: not earlier than the last
@@ -37,8 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import logging
 import time
 import uuid
@@ -48,6 +46,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import aiohttp
+from footfall.agent.timesync import kernel_synchronized
 from footfall.protocol.signing import HEADER_SERVER_TIME
 
 from footfall.logs import event
@@ -106,41 +105,6 @@ def read_boot_id() -> str:
         return f"unknown-{uuid.uuid4()}"
 
 
-class _Timex(ctypes.Structure):
-    _fields_ = [
-        ("modes", ctypes.c_uint), ("offset", ctypes.c_long), ("freq", ctypes.c_long),
-        ("maxerror", ctypes.c_long), ("esterror", ctypes.c_long), ("status", ctypes.c_int),
-        ("constant", ctypes.c_long), ("precision", ctypes.c_long), ("tolerance", ctypes.c_long),
-        ("time_sec", ctypes.c_long), ("time_usec", ctypes.c_long), ("tick", ctypes.c_long),
-        ("ppsfreq", ctypes.c_long), ("jitter", ctypes.c_long), ("shift", ctypes.c_int),
-        ("stabil", ctypes.c_long), ("jitcnt", ctypes.c_long), ("calcnt", ctypes.c_long),
-        ("errcnt", ctypes.c_long), ("stbcnt", ctypes.c_long), ("tai", ctypes.c_int),
-        ("reserved", ctypes.c_int * 11),
-    ]
-
-
-_TIME_ERROR = 5
-_STA_UNSYNC = 0x0040
-_MAXERROR_UNSYNCED_US = 16_000_000
-
-
-def kernel_synced() -> bool | None:
-    """Whether the kernel's clock is NTP-synchronised (as `timedatectl` decides it); None when it cannot tell.
-
-    adjtimex(2) with no modes only reads. Unsynchronised: the call returns TIME_ERROR, the
-    STA_UNSYNC flag is set, or the maximum error reached 16 s (the same test as systemd).
-    """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        timex = _Timex()
-        result = libc.adjtimex(ctypes.byref(timex))
-    except (OSError, AttributeError):
-        return None
-    if result < 0:
-        return None
-    return not (result == _TIME_ERROR or timex.status & _STA_UNSYNC or timex.maxerror >= _MAXERROR_UNSYNCED_US)
-
-
 @dataclass(frozen=True, slots=True)
 class ClockSource:
     """Where the agent reads time. The defaults are the real clocks; tests inject their own."""
@@ -148,7 +112,7 @@ class ClockSource:
     wall: Callable[[], float] = time.time
     mono: Callable[[], float] = boottime
     boot_id: Callable[[], str] = read_boot_id
-    synced: Callable[[], bool | None] = kernel_synced
+    synced: Callable[[], bool | None] = kernel_synchronized
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,13 +174,15 @@ class AgentClock:
         """What `start` needs next time (kept in the buffer)."""
         return {"trusted": self.trust.trusted, "boot_id": self.boot_id, "offset_ms": self.trust.offset_ms}
 
-    def observe_collector(self, server_s: float, sent_s: float, received_s: float) -> None:
-        """A collector's answer carried its time (whole seconds): compare it with ours."""
-        # The header truncates to the second, so the collector's time was server_s + 0.5 +- 0.5.
+    def observe_collector(
+        self, server_s: float, sent_s: float, received_s: float, *, resolution_s: float = 1.0
+    ) -> None:
+        """A collector's answer carried its time, truncated to `resolution_s` (whole seconds in the header)."""
+        # Truncated, so the collector's time was server_s + resolution/2, give or take resolution/2.
         local = (sent_s + received_s) / 2
-        skew = local - (server_s + 0.5)
+        skew = local - (server_s + resolution_s / 2)
         self.skew_s = round(skew, 3)
-        slack = self.settings.max_skew_s + (received_s - sent_s) / 2 + 0.5
+        slack = self.settings.max_skew_s + (received_s - sent_s) / 2 + resolution_s / 2
         offset = int(received_s * 1000) - int(self.source.mono() * 1000)
         if abs(skew) <= slack:
             self._confirmed_offset = offset

@@ -18,7 +18,7 @@ import difflib
 import tomllib
 import typing
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -152,11 +152,42 @@ class HttpPushSection:
 
 
 @dataclass(frozen=True, slots=True)
+class HeartbeatSection:
+    """`[heartbeat]`: how often the agent reports its status to the collector and asks what to run."""
+
+    interval: float = field(
+        default=60.0,
+        metadata=meta("duration", "time between heartbeats; a heartbeat the uplink cannot carry is skipped", min=0.05),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSection:
+    """`[metrics]`: the optional Prometheus endpoint."""
+
+    listen: str = field(
+        default="", metadata=meta("optional_listen", "host:port serving /metrics for Prometheus; '' = off")
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class HttpPushOptions:
     """Options of a source with `transport = "http_push"`: the device POSTs to a path on the shared server."""
 
     path: str = field(metadata=meta("route", "the URL path the device POSTs to, e.g. /push/entrance"))
     token: str = field(default="", metadata=meta("str", "if set, the device must send `Authorization: Bearer <token>`"))
+    secret: str = field(
+        default="",
+        repr=False,
+        metadata=meta("str", "the key that checks a signed webhook (adapters with [signature])", signed_only=True),
+    )
+    public_url: str = field(
+        default="",
+        # Kept exactly as written (no trailing-slash trimming): Square signs this very string.
+        metadata=meta(
+            "str", "the URL the webhook sender was given, when a proxy changes it (Square signs it)", signed_only=True
+        ),
+    )
 
 
 TransportOptions = HttpPushOptions
@@ -175,6 +206,9 @@ class SourceConfig:
     enabled: bool = field(default=True, metadata=meta("bool", "false keeps the entry but does not start it"))
     # The transport's own keys, read with its TRANSPORT_OPTIONS dataclass.
     options: Any = field(default=None, metadata={"kind": "options", "doc": "the transport's options"})
+    params: Mapping[str, str] = field(
+        default_factory=dict, metadata=meta("params", "the adapter's settings, e.g. { location_id = \"L1\" }")
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +220,8 @@ class AgentConfig:
     buffer: BufferSection = BufferSection()
     upload: UploadSection = UploadSection()
     http_push: HttpPushSection = HttpPushSection()
+    heartbeat: HeartbeatSection = HeartbeatSection()
+    metrics: MetricsSection = MetricsSection()
     clock: ClockSection = ClockSection()
     sources: tuple[SourceConfig, ...] = ()
     path: Path | None = None
@@ -203,6 +239,8 @@ SECTIONS: Mapping[str, type[Any]] = MappingProxyType(
         "buffer": BufferSection,
         "upload": UploadSection,
         "http_push": HttpPushSection,
+        "heartbeat": HeartbeatSection,
+        "metrics": MetricsSection,
         "clock": ClockSection,
     }
 )
@@ -330,7 +368,7 @@ def _sources(reader: TableReader, raw: Any) -> list[SourceConfig | None]:
 
 
 def _replace_options(source: SourceConfig, options: Any) -> SourceConfig:
-    return SourceConfig(source.name, source.transport, source.adapter, source.timezone, source.enabled, options)
+    return replace(source, options=options)
 
 
 class TableReader:
@@ -365,7 +403,7 @@ class TableReader:
                 continue
             key = f"{where}.{f.name}"
             if f.name not in table:
-                if f.default is MISSING:
+                if f.default is MISSING and f.default_factory is MISSING:
                     self.add(key, f"required{label}: {f.metadata['doc']}")
                     ok = False
                 continue
@@ -445,6 +483,14 @@ def _paths(r: TableReader, value: Any, rules: Mapping[str, Any], hint: Any) -> t
     return tuple(_path(r, item, rules, hint) for item in value)
 
 
+def _params(_: TableReader, value: Any, __: Mapping[str, Any], ___: Any) -> Mapping[str, str]:
+    if not isinstance(value, dict) or not all(
+        isinstance(v, str | int) and not isinstance(v, bool) for v in value.values()
+    ):
+        raise ValueError(f'must be a table of the adapter\'s settings such as {{ location_id = "L1" }}, got {value!r}')
+    return MappingProxyType({str(k): str(v) for k, v in value.items()})
+
+
 def _choice(r: TableReader, value: Any, rules: Mapping[str, Any], hint: Any) -> str:
     allowed = typing.get_args(hint)
     text = _str(r, value, rules, hint)
@@ -482,6 +528,10 @@ def _listen(r: TableReader, value: Any, rules: Mapping[str, Any], hint: Any) -> 
     return text
 
 
+def _optional_listen(r: TableReader, value: Any, rules: Mapping[str, Any], hint: Any) -> str:
+    return _listen(r, value, rules, hint) if value != "" else ""
+
+
 def _route(r: TableReader, value: Any, rules: Mapping[str, Any], hint: Any) -> str:
     text = _str(r, value, rules, hint)
     if not text.startswith("/") or any(c in text for c in "?#{} ") or len(text) > 200:
@@ -517,9 +567,11 @@ _CONVERTERS: dict[str, Callable[[TableReader, Any, Mapping[str, Any], Any], Any]
     "path": _path,
     "paths": _paths,
     "choice": _choice,
+    "params": _params,
     "zone": _zone,
     "url": _url,
     "listen": _listen,
+    "optional_listen": _optional_listen,
     "route": _route,
     "date": _date,
 }

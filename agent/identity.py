@@ -64,9 +64,9 @@ class Identity:
     enrolled_at: str
 
 
-def key_path(state_dir: Path) -> Path:
-    """Where the private key lives."""
-    return Path(state_dir) / KEY_FILE
+def key_path(state_dir: Path, name: str = KEY_FILE) -> Path:
+    """Where the private key lives (`name`: another key file in the state directory, e.g. a rotation's next key)."""
+    return Path(state_dir) / name
 
 
 def identity_path(state_dir: Path) -> Path:
@@ -96,9 +96,9 @@ def _write_atomic(path: Path, data: bytes, mode: int) -> None:
         os.close(dir_fd)
 
 
-def write_key(state_dir: Path, key: Ed25519PrivateKey, *, force: bool = False) -> Path:
+def write_key(state_dir: Path, key: Ed25519PrivateKey, *, force: bool = False, name: str = KEY_FILE) -> Path:
     """Save the private key as PKCS#8 PEM, mode 0600; refuses to replace one unless `force`."""
-    path = key_path(state_dir)
+    path = key_path(state_dir, name)
     if path.exists() and not force:
         raise IdentityError(
             f"{path} already exists; this agent is enrolled. Use --force to replace its key and re-enroll"
@@ -108,9 +108,9 @@ def write_key(state_dir: Path, key: Ed25519PrivateKey, *, force: bool = False) -
     return path
 
 
-def load_key(state_dir: Path) -> Ed25519PrivateKey:
+def load_key(state_dir: Path, name: str = KEY_FILE) -> Ed25519PrivateKey:
     """The private key; IdentityError if it is missing, readable by others, or not an Ed25519 PEM key."""
-    path = key_path(state_dir)
+    path = key_path(state_dir, name)
     try:
         info = path.stat()
     except FileNotFoundError:
@@ -127,6 +127,16 @@ def load_key(state_dir: Path) -> Ed25519PrivateKey:
     if not isinstance(key, Ed25519PrivateKey):
         raise IdentityError(f"{path} is not an Ed25519 key; re-enroll with --force to make a new one")
     return key
+
+
+def promote_key(state_dir: Path, name: str) -> None:
+    """Make the key file `name` the agent's key (one atomic rename, then the folder is fsynced)."""
+    os.replace(key_path(state_dir, name), key_path(state_dir))
+    dir_fd = os.open(state_dir, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def save_identity(state_dir: Path, identity: Identity) -> Path:

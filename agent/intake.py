@@ -5,6 +5,10 @@ the counter arithmetic runs inside it (`counters.take`), so its state commits wi
 The awaited result comes back only once the commit is durable, which is when a transport may
 acknowledge the device.
 
+An intake binds its profile to its source: the source's `params` replace the profile's
+`${name}`s, and a profile whose webhooks are signed needs the source's `secret`; every frame
+is checked against it before anything else (`SignatureError`, nothing written).
+
 Every frame is stamped on arrival by the agent's clock (agent/clock.py). For a profile whose
 readings carry the agent's time (`[time] source = "agent"`) that stamp *is* the reading's
 time: cumulative readings also get its monotonic time and boot id, and the records go
@@ -22,11 +26,12 @@ from zoneinfo import ZoneInfo
 
 from footfall.agent.buffer import Buffer, BufferError, Txn
 from footfall.agent.clock import Stamp
-from footfall.agent.config import SourceConfig
+from footfall.agent.config import ConfigError, Problem, SourceConfig
 from footfall.agent.decode.counters import CounterPolicy, TakeResult, take
-from footfall.agent.decode.extract import DecodeContext, DecodeError, Extractor, extract
-from footfall.agent.decode.profile import Profile
+from footfall.agent.decode.extract import DecodeContext, DecodeError, Extraction, Extractor, extract_frame
+from footfall.agent.decode.profile import Profile, ProfileError, bind_profile, param_problems
 from footfall.agent.decode.readings import CumulativeCount, Reading
+from footfall.agent.decode.signature import verify
 from footfall.agent.sources.base import Frame, SourceHealth
 
 from footfall.logs import event
@@ -48,12 +53,24 @@ class SourceIntake:
         clock: Callable[[], float] = time.time,
         stamps: Callable[[], Stamp] | None = None,
     ) -> None:
+        problems = source_problems(source, profile)
+        if problems:
+            raise ConfigError(f"source {source.name!r}", [Problem("", p) for p in problems])
+        try:
+            profile = bind_profile(profile, {profile.format: extractor}, source.params)
+        except ProfileError as exc:
+            raise ConfigError(f"source {source.name!r} (params of adapter {profile.name})", exc.problems) from None
         self.source = source
         self.profile = profile
         self.extractor = extractor
         self.buffer = buffer
         self.context = DecodeContext(source=source.name, zone=zone)
-        self.policy = CounterPolicy(keep_ms=int(profile.dedupe.window * 1000), modulus=profile.modulus)
+        self.policy = CounterPolicy(
+            keep_ms=int(profile.dedupe.window * 1000),
+            modulus=profile.modulus,
+            by=profile.dedupe.by,
+            void_needs_sale=profile.dedupe.void_needs_sale,
+        )
         self.health = SourceHealth(source.name, source.transport, source.adapter)
         self._clock = clock
         self._stamps = stamps
@@ -66,20 +83,35 @@ class SourceIntake:
         now_ms = int(self._clock() * 1000)
         return Stamp(now_ms, int(time.monotonic() * 1000), "", True)
 
-    def decode(self, frame: Frame, stamp: Stamp | None = None) -> list[Reading]:
-        """The frame's readings; DecodeError when it does not match the profile."""
+    def decode(self, frame: Frame) -> list[Reading]:
+        """The frame's readings; DecodeError (SignatureError for a bad signature) when it does not match the profile."""
+        return self.decode_frame(frame).readings
+
+    def decode_frame(self, frame: Frame, stamp: Stamp | None = None) -> Extraction:
+        """Check the frame's signature (if the profile has one), then extract its readings, skipped items and event.
+
+        With `[time] source = "agent"` the readings' time is `stamp` (now, when not given).
+        """
+        if self.profile.signature is not None:
+            options = self.source.options
+            verify(
+                self.profile.signature,
+                frame.payload,
+                frame.meta,
+                getattr(options, "secret", ""),
+                getattr(options, "public_url", ""),
+            )
         stamp = stamp or self.stamp()
-        readings = extract(
-            self.profile, self.extractor, frame.payload, replace(self.context, received_ms=stamp.wall_ms)
-        )
-        if not self.agent_time:
-            return readings
-        return [
-            replace(r, mono_ms=stamp.mono_ms, boot=stamp.boot_id or "-", trusted=stamp.trusted)
-            if isinstance(r, CumulativeCount)
-            else r
-            for r in readings
-        ]
+        context = replace(self.context, received_ms=stamp.wall_ms)
+        extraction = extract_frame(self.profile, self.extractor, frame.payload, context)
+        if self.agent_time:
+            extraction.readings = [
+                replace(r, mono_ms=stamp.mono_ms, boot=stamp.boot_id or "-", trusted=stamp.trusted)
+                if isinstance(r, CumulativeCount)
+                else r
+                for r in extraction.readings
+            ]
+        return extraction
 
     async def __call__(self, frame: Frame) -> TakeResult:
         """Take one frame; returns once its records are durable. Raises DecodeError or BufferError."""
@@ -87,7 +119,7 @@ class SourceIntake:
         stamp = self.stamp()
         now_ms = stamp.wall_ms
         try:
-            readings = self.decode(frame, stamp)
+            extraction = self.decode_frame(frame, stamp)
         except DecodeError as exc:
             self.health.failed(now_ms, "decoding", str(exc))
             event(
@@ -100,17 +132,23 @@ class SourceIntake:
             )
             raise
         policy = self.policy
+        readings = extraction.readings
+        event_key = f"{self.source.name}\x1f{extraction.event_key}" if extraction.event_key else ""
+
         agent_time = self.agent_time
 
         def commit(txn: Txn) -> TakeResult:
-            return take(txn.stamped(stamp) if agent_time else txn, readings, policy)
+            return take(txn.stamped(stamp) if agent_time else txn, readings, policy, event=event_key)
 
         try:
             result = await self.buffer.write(commit)
         except BufferError as exc:
             self.health.failed(now_ms, "buffering", str(exc))
             raise
-        self.health.took(now_ms, result.readings - result.duplicates, result.duplicates)
+        # Items the profile's [where] left out count as items read and ignored, like a void of an unknown sale.
+        result.readings += extraction.skipped
+        result.ignored += extraction.skipped
+        self.health.took(now_ms, result.accepted, result.duplicates)
         event(
             log,
             "frame_taken",
@@ -118,6 +156,17 @@ class SourceIntake:
             source=self.source.name,
             readings=result.readings,
             records=result.records,
+            ignored=result.ignored,
             duplicates=result.duplicates,
         )
         return result
+
+
+def source_problems(source: SourceConfig, profile: Profile) -> list[str]:
+    """What a source lacks for its adapter: params it must give or cannot give, a secret for signed webhooks."""
+    problems = param_problems(profile, source.params)
+    if profile.signature is not None and not getattr(source.options, "secret", ""):
+        problems.append(
+            f"adapter {profile.name} checks {profile.signature.scheme} webhook signatures: set the source's secret"
+        )
+    return problems

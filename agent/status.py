@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import time
 from typing import Any
 
 from footfall.agent.buffer import read_stats
 from footfall.agent.config import AgentConfig
+from footfall.agent.fleet_config import read_state
 from footfall.agent.identity import IdentityError, load_identity
 from footfall.agent.pipeline import BUFFER_FILE, STATUS_EVERY_S, STATUS_FILE
 
@@ -55,11 +57,22 @@ def gather(config: AgentConfig, now: float | None = None) -> dict[str, Any]:
         bool(live.get("running")) and _alive(live.get("pid")) and now - updated < _STALE_PERIODS * STATUS_EVERY_S
     )
     out["pid"] = live.get("pid") if out["running"] else None
-    stats = read_stats(state_dir / BUFFER_FILE, config.buffer.max_size)
+    try:
+        stats = read_stats(state_dir / BUFFER_FILE, config.buffer.max_size)
+    except sqlite3.DatabaseError as exc:
+        stats = None
+        out["problems"].append(
+            f"the buffer file is damaged ({exc}): the agent moves it aside at its next start and starts a fresh one"
+        )
     out["buffer"] = stats.as_dict() if stats else None
     out["upload"] = live.get("upload")
     out["sources"] = live.get("sources", [])
     out["http_push"] = live.get("http_push")
+    out["heartbeat"] = live.get("heartbeat") if out["running"] else None
+    out["metrics"] = live.get("metrics") if out["running"] else None
+    # The fleet configuration state is on disk whether or not the agent runs.
+    out["config"] = {"path": str(config.path or ""), **read_state(state_dir).as_dict(),
+                     **({"fallback_reason": live["config"].get("fallback_reason", "")} if live.get("config") else {})}
     out["clock"] = live.get("clock")
     out["transports"] = live.get("transports", {})
     out["watchdog"] = live.get("watchdog")
@@ -140,8 +153,6 @@ def render(status: dict[str, Any], now: float | None = None) -> str:
             line = f"clock: ok ({clock.get('source')})"
         else:
             line = f"clock: NOT trusted ({clock.get('reason')}): {clock.get('detail')}"
-        if clock.get("collector_skew_s") is not None:
-            line += f"; {clock['collector_skew_s']:+.1f} s from the collector"
         lines.append(line)
     sources = status.get("sources") or []
     lines.append(f"sources: {len(sources)}" if sources else "sources: none reported")
@@ -159,9 +170,56 @@ def render(status: dict[str, Any], now: float | None = None) -> str:
             lines.append(
                 f"  {name}: cannot start, retrying ({transport['attempts']} attempts): {transport['last_error']}"
             )
+    lines.extend(_fleet_lines(status, now))
     for problem in status.get("problems", []):
         lines.append(f"problem: {problem}")
     return "\n".join(lines)
+
+
+def _fleet_lines(status: dict[str, Any], now: float) -> list[str]:
+    """Heartbeat, configuration and key lines."""
+    lines: list[str] = []
+    beat = status.get("heartbeat")
+    if beat and beat.get("state") != "off":
+        interval = beat["interval_s"]
+        every = "every " + (format_duration(interval) if interval >= 1 else f"{interval * 1000:.0f}ms")
+        if beat["state"] == "ok":
+            line = f"heartbeat: ok, last {_ago(beat['last_success_ms'], now)} ({every})"
+        elif beat["state"] == "starting":
+            line = f"heartbeat: starting ({every})"
+        else:
+            last = _ago(beat["last_success_ms"], now) if beat["last_success_ms"] else "never"
+            word = "REFUSED by the collector" if beat["state"] == "refused" else "FAILING (uploads go on)"
+            line = f"heartbeat: {word}; last success {last}; {beat['last_error']}"
+        lines.append(line)
+        if beat.get("clock_offset_s") is not None:
+            offset = beat["clock_offset_s"]
+            lines.append(
+                f"clock: {abs(offset):.1f}s {'behind' if offset > 0 else 'ahead of'} the collector's"
+                + ("  <- check NTP (footfall agent doctor)" if abs(offset) >= 10 else "")
+            )
+        if beat.get("key_rotated_ms"):
+            lines.append(f"key: rotated {_ago(beat['key_rotated_ms'], now)} at the fleet's request")
+        if beat.get("rotation_error"):
+            lines.append(f"key: rotation FAILED, retried at the next heartbeat: {beat['rotation_error']}")
+    elif status["running"] and beat is not None:
+        lines.append("heartbeat: off (not enrolled)")
+    config = status.get("config") or {}
+    if config.get("applied_version") and not config.get("fallback_reason"):
+        lines.append(
+            f"config: fleet version {config['applied_version']} (applied {_ago(config['applied_at_ms'], now)}); "
+            f"local file {config['path']} is the fallback"
+        )
+    else:
+        lines.append(f"config: local file {config.get('path') or '?'}")
+    if config.get("fallback_reason"):
+        lines.append(f"config: {config['fallback_reason']}")
+    if config.get("rejected_version"):
+        lines.append(f"config: fleet version {config['rejected_version']} REFUSED: {config['rejected_error']}")
+    metrics = status.get("metrics")
+    if metrics and metrics.get("listen"):
+        lines.append(f"metrics: http://{metrics['listen'].rsplit(':', 1)[0]}:{metrics['port']}/metrics")
+    return lines
 
 
 def _alive(pid: Any) -> bool:

@@ -47,6 +47,7 @@ from footfall.agent.config import UploadSection
 from footfall.agent.identity import Identity, IdentityError, load_identity, load_key
 from footfall.protocol import signing
 from footfall.protocol.envelope import CONTENT_TYPE, encode_packed_records
+from footfall.protocol.fleet import HEADER_CLOCK_OFFSET
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_never, wait_exponential, wait_random
 
 from footfall.logs import event
@@ -131,6 +132,8 @@ class Uploader:
         self._on_server_time = on_server_time
         self._in_flight_since: float | None = None
         self.status = UploadStatus()
+        # Told the seconds each request took and its status (0: no answer), for the metrics.
+        self.on_response: Callable[[float, int], None] | None = None
         self._reload_identity = False
         # Doubling from backoff_initial, plus up to backoff_initial of jitter so that a fleet that
         # lost its collector at the same moment does not come back in lockstep; capped in _wait.
@@ -283,6 +286,8 @@ class Uploader:
         self.status.attempts += 1
         self.status.last_attempt_ms = int(now * 1000)
         self._in_flight_since = time.monotonic()
+        headers[HEADER_CLOCK_OFFSET] = f"{self.status.clock_offset_s:.3f}"
+        started = time.perf_counter()
         try:
             async with session.post(self.ingest_url, data=body, headers=headers) as response:
                 text = await response.text()
@@ -290,11 +295,13 @@ class Uploader:
                 server_time = response.headers.get(signing.HEADER_SERVER_TIME)
                 retry_after = _retry_after(response.headers.get("Retry-After"), self._clock())
         except (aiohttp.ClientError, TimeoutError) as exc:
+            self._observe(started, 0)
             raise self._failed(
                 f"cannot reach the collector at {self.ingest_url}: {exc or type(exc).__name__}"
             ) from None
         finally:
             self._in_flight_since = None
+        self._observe(started, status)
         self._report_server_time(server_time, now)
         payload = _json(text)
         reason = str(payload.get("message") or payload.get("error") or text[:200])
@@ -348,6 +355,10 @@ class Uploader:
             "`footfall agent enroll --force`; readings stay buffered",
             401,
         )
+
+    def _observe(self, started: float, status: int) -> None:
+        if self.on_response is not None:
+            self.on_response(time.perf_counter() - started, status)
 
     def _failed(self, message: str, status: int = 0, retry_after: float | None = None) -> UploadError:
         self.status.last_error = message

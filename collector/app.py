@@ -22,10 +22,13 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from footfall.logs import event
 
-from .api.agents import enroll_handler, list_agents_handler
+from .api import fleet_admin, fleet_agents
+from .api.agents import enroll_handler
 from .api.metrics import footfall_handler
 from .http import add_server_time, error_middleware
 from .ingest import Ingest
+from .observability import CollectorMetrics, metrics_middleware
+from .observability import add_routes as add_observability_routes
 from .settings import CollectorSettings
 from .state import STATE, CollectorState
 from .store import Store
@@ -40,14 +43,17 @@ PARTITION_RETRY_S = 60.0
 def make_app(dsn: str, settings: CollectorSettings | None = None) -> web.Application:
     """The collector application for the database at `dsn`."""
     settings = settings or CollectorSettings()
-    app = web.Application(middlewares=[error_middleware(settings.retry_after)])
+    metrics = CollectorMetrics()
+    app = web.Application(middlewares=[metrics_middleware(metrics), error_middleware(settings.retry_after)])
     app.on_response_prepare.append(add_server_time)
     app.cleanup_ctx.append(_lifetime(dsn, settings))
     app.router.add_post("/v1/ingest", _ingest)
     app.router.add_post("/v1/agents/enroll", enroll_handler)
     app.router.add_get("/v1/sites/{site}/footfall", footfall_handler)
-    app.router.add_get("/v1/admin/agents", list_agents_handler)
     app.router.add_get("/v1/health", health_handler)
+    fleet_agents.add_routes(app)
+    fleet_admin.add_routes(app)
+    add_observability_routes(app, metrics)
     return app
 
 

@@ -42,6 +42,7 @@ import psycopg
 from aiohttp import web
 from footfall.protocol.envelope import CONTENT_TYPE, Batch, decode_body
 from footfall.protocol.errors import AuthError, BadSignature, BatchTooLarge, MalformedBatch, ProtocolError
+from footfall.protocol.fleet import clock_skew, read_clock_offset
 from footfall.protocol.records import Count, Occupancy, Record, SensorEvent, Transaction
 from footfall.protocol.signing import check_timestamp, read_headers, verify_request
 from psycopg_pool import AsyncConnectionPool
@@ -194,7 +195,9 @@ class Ingest:
                 f"the batch says it is from {batch.agent!r} but the request is signed by {signed.agent!r}",
                 code="agent_mismatch",
             )
-        return await self.commit(batch, key, skew_s=batch.sent_at_ms / 1000 - now), signed.agent
+        # The agent's own clock: its request timestamp less the correction it says it applied (SPEC.md §8).
+        skew_s = clock_skew(signed.timestamp, read_clock_offset(request.headers), now)
+        return await self.commit(batch, key, skew_s=skew_s), signed.agent
 
     async def _read_body(self, request: web.Request) -> bytes:
         body = await read_limited(request, self.max_body)

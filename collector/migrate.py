@@ -55,10 +55,10 @@ class Migration:
 
 
 def load_migrations() -> list[Migration]:
-    """The shipped migrations in version order; each number once.
+    """The shipped migrations in version order; numbers are unique and may leave holes.
 
-    Numbers may leave holes: parallel lines of work are given ranges of numbers (0004-0009,
-    0010-0014, ...), so a release can ship 0015 before 0010 exists.
+    Holes are allowed because parts of the collector are developed in parallel, each with its own
+    range of numbers (0004-0009, 0010-0014, ...); a migration is applied once whatever its number.
     """
     found: list[Migration] = []
     for entry in resources.files("footfall.collector").joinpath("migrations").iterdir():
@@ -68,10 +68,7 @@ def load_migrations() -> list[Migration]:
     found.sort(key=lambda m: m.version)
     for before, migration in itertools.pairwise(found):
         if migration.version == before.version:
-            raise MigrationError(
-                f"migrations {before.version:04d}_{before.name} and {migration.version:04d}_{migration.name} "
-                "share a number"
-            )
+            raise MigrationError(f"migrations {before.name} and {migration.name} share the number {before.version:04d}")
     return found
 
 

@@ -15,7 +15,18 @@ The rules (design.md, "Counter semantics"):
   it (the delta adds the modulus, and a `counter_wrap` event says so); otherwise a reset (the
   device rebooted or was cleared): the new value is what it counted since, and a
   `counter_reset` event says so. A delta is never negative. A reading not newer than the
-  last one is a resend and is dropped.
+  last one is a resend and is dropped: its people are still counted, by the next newer
+  reading's delta from the same baseline. When the device numbers its reports (Irisys
+  LogEntryId), a reading with a newer number but an older time is no resend but the device's
+  clock stepping back: a `clock` event says so, and its people likewise come with the next one.
+- A daily cumulative counter (Hikvision realTime, the old Axis live sum) counts from zero
+  every local midnight: a reading of a new day is a delta from zero over [midnight, reading),
+  expected and silent; a drop within a day is a reset as above.
+- With `[dedupe] by = "end"` (Xovis, whose pushes overlap), an interval is a resend unless it
+  ends after the latest one taken for its line; the latest end is state like a counter's.
+- With `[dedupe] event_id`, a frame whose event id was already taken is a resend whole.
+- With `[dedupe] void_needs_sale`, a void counts only if its sale was taken: a POS that voids
+  a parked sale never sold anything, and subtracting it would undercount.
 - When the agent's clock times the readings (polled totals, `[time] source = "agent"`), the
   period is measured on the monotonic clock, so a wall-clock step (NTP's first sync, a
   `date -s`) never makes a negative, empty or overlapping-by-repetition period: its length is
@@ -54,6 +65,10 @@ class CounterState(Protocol):
         """Remember a dedupe key; False if it was already taken."""
         ...
 
+    def seen(self, scope: str, key: str) -> bool:
+        """Whether a dedupe key was taken (without taking it)."""
+        ...
+
     def get_state(self, key: str) -> dict[str, Any] | None:
         """Saved state, or None."""
         ...
@@ -69,6 +84,8 @@ class CounterPolicy:
 
     keep_ms: int = 7 * 86_400_000
     modulus: int = 0
+    by: str = "start"
+    void_needs_sale: bool = False
 
 
 @dataclass(slots=True)
@@ -80,6 +97,13 @@ class TakeResult:
     duplicates: int = 0
     baselines: int = 0
     events: int = 0
+    # Items left out: by the profile's [where] (counted by the intake) or a void of a sale never taken.
+    ignored: int = 0
+
+    @property
+    def accepted(self) -> int:
+        """Readings taken: neither resends nor ignored."""
+        return self.readings - self.duplicates - self.ignored
 
     def add(self, other: TakeResult) -> None:
         """Sum another result into this one."""
@@ -88,14 +112,26 @@ class TakeResult:
         self.duplicates += other.duplicates
         self.baselines += other.baselines
         self.events += other.events
+        self.ignored += other.ignored
 
 
-def take(state: CounterState, readings: Sequence[Reading], policy: CounterPolicy) -> TakeResult:
-    """Turn readings into records in the open transaction; returns the tally."""
+def take(
+    state: CounterState, readings: Sequence[Reading], policy: CounterPolicy, *, event: str = ""
+) -> TakeResult:
+    """Turn readings into records in the open transaction; returns the tally.
+
+    `event` is the frame's event key (source and event id) when the profile dedupes events.
+    """
     result = TakeResult(readings=len(readings))
+    if event and not state.first_seen("event", event, policy.keep_ms):
+        result.duplicates = len(readings)
+        return result
     for reading in readings:
         if isinstance(reading, CumulativeCount):
             _cumulative(state, reading, policy, result)
+            continue
+        if _void_of_no_sale(state, reading, policy):
+            result.ignored += 1
             continue
         if _is_resend(state, reading, policy):
             result.duplicates += 1
@@ -105,7 +141,21 @@ def take(state: CounterState, readings: Sequence[Reading], policy: CounterPolicy
     return result
 
 
+def _void_of_no_sale(state: CounterState, reading: Reading, policy: CounterPolicy) -> bool:
+    """A void whose sale was never taken, under `void_needs_sale`."""
+    if not (policy.void_needs_sale and isinstance(reading, Transaction) and reading.kind == "void"):
+        return False
+    return not state.seen(f"txn{_SEP}{reading.terminal}", f"sale{_SEP}{reading.txn_id}")
+
+
 def _is_resend(state: CounterState, reading: Count | Occupancy | Transaction, policy: CounterPolicy) -> bool:
+    if isinstance(reading, Count) and policy.by == "end":
+        mark = f"period-end{_SEP}{reading.sensor}{_SEP}{reading.line}"
+        saved = state.get_state(mark)
+        if saved is not None and reading.end_ms <= saved["end_ms"]:
+            return True
+        state.put_state(mark, {"end_ms": reading.end_ms})
+        return False
     scope, key = dedupe_key(reading)
     return not state.first_seen(scope, key, policy.keep_ms)
 
@@ -150,6 +200,10 @@ def _cumulative(state: CounterState, reading: CumulativeCount, policy: CounterPo
     key = cumulative_key(reading.sensor, reading.line)
     saved = state.get_state(key)
     state_now: dict[str, Any] = {"at_ms": reading.at_ms, "entries": reading.entries, "exits": reading.exits}
+    if reading.report is not None:
+        state_now["report"] = reading.report
+    if reading.day:
+        state_now["day"] = reading.day
     if reading.boot:
         state_now.update(mono_ms=reading.mono_ms, boot=reading.boot, trusted=reading.trusted)
     if saved is None:
@@ -158,10 +212,25 @@ def _cumulative(state: CounterState, reading: CumulativeCount, policy: CounterPo
         return
     period = _period(saved, reading)
     if period is None:
+        last_report = saved.get("report")
+        if reading.report is not None and last_report is not None and reading.report > last_report:
+            # A newer report with an older time: the device's clock stepped back. Keep the baseline, so
+            # these people are counted by the next reading whose time is newer.
+            state.put_state(key, {**saved, "report": reading.report})
+            detail = f"line {reading.line}: report {reading.report} is dated before report {last_report}"
+            state.append(SensorEvent(reading.sensor, reading.at_ms, "clock", detail + "; counted with the next one"))
+            result.events += 1
+            return
         result.duplicates += 1
         return
-    start_ms, clock = period
-    steps = {ch: advance(saved[ch], getattr(reading, ch), policy.modulus) for ch in ("entries", "exits")}
+    start, clock = period
+    if reading.day and saved.get("day") and reading.day != saved["day"]:
+        # A new local day: the device restarted from zero at midnight, as it does every day.
+        steps = {ch: Step(getattr(reading, ch), "ok") for ch in ("entries", "exits")}
+        if reading.day_start_ms < reading.at_ms:
+            start = max(start, reading.day_start_ms)
+    else:
+        steps = {ch: advance(saved[ch], getattr(reading, ch), policy.modulus) for ch in ("entries", "exits")}
     for what, kind in (("reset", "counter_reset"), ("wrap", "counter_wrap")):
         moved = [f"{ch} {saved[ch]} -> {getattr(reading, ch)}" for ch, step in steps.items() if step.what == what]
         if moved:
@@ -174,7 +243,7 @@ def _cumulative(state: CounterState, reading: CumulativeCount, policy: CounterPo
         Count(
             reading.sensor,
             reading.line,
-            start_ms,
+            start,
             reading.at_ms,
             steps["entries"].delta,
             steps["exits"].delta,

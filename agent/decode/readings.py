@@ -27,6 +27,12 @@ class CumulativeCount:
     at_ms: int
     entries: int
     exits: int
+    # The device's own number for the report this came from (Irisys LogEntryId), if it gives one.
+    report: int | None = None
+    # For a counter that restarts at local midnight: the device's local day and when it started.
+    day: str = ""
+    day_start_ms: int = 0
+    # When the agent's clock gave `at_ms`: its monotonic time, boot id, and whether the wall clock was trusted.
     mono_ms: int = 0
     boot: str = ""
     trusted: bool = True

@@ -26,6 +26,9 @@ class Frame:
     source: str
     payload: bytes
     received_ms: int
+    # What the transport knows about the frame. http_push: `url` (as requested), `path`, `remote`,
+    # `content_type`, and every header as `header:<lower-case name>` (signature checks read them).
+    # Never logged: it may hold credentials.
     meta: Mapping[str, str] = field(default_factory=dict)
 
 

@@ -4,10 +4,15 @@ At-least-once from the device's side: a device gets 200 only after its readings 
 to the buffer (so it may forget them), 400 with a JSON reason when the body does not match
 the adapter profile (nothing was written; resending the same body will not help), 503 with
 Retry-After when the buffer could not commit (resend later), 413 over `[http_push] max_body`,
-401 when the source has a token and the request does not carry it.
+401 when the source has a token and the request does not carry it, or when its adapter checks
+webhook signatures and this one does not match the source's `secret` (nothing stored).
 
 The 200 body says what happened: `{"accepted": n, "duplicates": d, "records": r}` (readings
-taken, readings dropped as resends, records written).
+taken, readings dropped as resends, records written), plus `"ignored": i` when the adapter
+left items out (a payment not completed, another event type: see the profile's `[where]`).
+
+Each frame's meta carries the request's full `url`, and every header as `header:<lower-case
+name>`, for the adapters that check a signature (decode/signature.py). Meta is never logged.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from footfall.agent.buffer import BufferError
 from footfall.agent.config import AgentConfig, HttpPushOptions, HttpPushSection, split_listen
 from footfall.agent.decode.counters import TakeResult
 from footfall.agent.decode.extract import DecodeError
+from footfall.agent.decode.signature import HEADER_PREFIX, SignatureError
 from footfall.agent.intake import SourceIntake
 from footfall.agent.sources.base import Frame, SourceError
 
@@ -123,10 +129,18 @@ class HttpPushServer:
                 source=name,
                 payload=payload,
                 received_ms=self._now_ms(),
-                meta={"path": request.path, "content_type": request.content_type, "remote": request.remote or ""},
+                meta={
+                    "path": request.path,
+                    "content_type": request.content_type,
+                    "remote": request.remote or "",
+                    "url": str(request.url),
+                    **{HEADER_PREFIX + name.lower(): value for name, value in request.headers.items()},
+                },
             )
             try:
                 result: TakeResult = await intake(frame)
+            except SignatureError as exc:
+                return _error(401, "bad_signature", f"{exc} (adapter {intake.profile.name}); nothing was stored")
             except DecodeError as exc:
                 return _error(400, "malformed", f"{exc} (adapter {intake.profile.name}); nothing was stored")
             except BufferError as exc:
@@ -137,13 +151,10 @@ class HttpPushServer:
                     "the agent could not store the readings; send them again",
                     retry_after=RETRY_AFTER_S,
                 )
-            return web.json_response(
-                {
-                    "accepted": result.readings - result.duplicates,
-                    "duplicates": result.duplicates,
-                    "records": result.records,
-                }
-            )
+            answer = {"accepted": result.accepted, "duplicates": result.duplicates, "records": result.records}
+            if result.ignored:
+                answer["ignored"] = result.ignored
+            return web.json_response(answer)
 
         return handle
 

@@ -1,4 +1,4 @@
-"""Agents: `POST /v1/agents/enroll` (protocol/SPEC.md §5) and the fleet admin list `GET /v1/admin/agents`.
+"""Agents: `POST /v1/agents/enroll` (protocol/SPEC.md §5). The fleet admin API is in fleet_admin.py.
 
 Enrollment trades a one-time token (bound to an organization and a site) and the agent's
 Ed25519 public key for an agent id. It is one transaction: the token row is locked, checked
@@ -16,12 +16,10 @@ from typing import Any
 import psycopg
 from aiohttp import web
 
-from ..admin import list_agents
 from ..credentials import TOKEN_PREFIX, digest, new_agent_id
 from ..errors import BadRequest, Conflict, Unauthorized
 from ..http import json_object
 from ..state import STATE
-from .auth import authenticate
 
 Conn = psycopg.AsyncConnection[Any]
 
@@ -92,35 +90,6 @@ async def enroll(conn: Conn, token: str, public_key: bytes, *, hostname: str = "
             raise Conflict("this public key is already enrolled", code="key_already_enrolled") from None
         await conn.execute("UPDATE enrollment_tokens SET uses_left = uses_left - 1 WHERE id = %s", (token_id,))
     return {"agent_id": agent_id, **answer}
-
-
-async def list_agents_handler(request: web.Request) -> web.Response:
-    """`GET /v1/admin/agents[?site=ID]`: the organization's agents, for a fleet_admin key."""
-    state = request.app[STATE]
-    principal = await authenticate(request, state.pool, "fleet_admin")
-    async with state.pool.connection() as conn:
-        agents = await list_agents(conn, principal.org_id, request.query.get("site") or None)
-    return web.json_response(
-        {
-            "agents": [
-                {
-                    "id": a.id,
-                    "site": a.site_id,
-                    "status": a.status,
-                    "version": a.version,
-                    "hostname": a.hostname,
-                    "enrolled_at": a.enrolled_at.isoformat(),
-                    "last_seen": a.last_seen_at.isoformat() if a.last_seen_at else None,
-                    "hw_seq": a.hw_seq,
-                    "clock_skew_s": a.clock_skew_s,
-                    "clock_state": a.clock_state,
-                    "readings_restamped": a.readings_restamped,
-                    "readings_suspect": a.readings_suspect,
-                }
-                for a in agents
-            ]
-        }
-    )
 
 
 def _field(data: dict[str, Any], name: str, *, required: bool = False) -> str:

@@ -249,3 +249,9 @@ async def test_dedupe_keys_are_bounded_in_time_and_number(buffer: Buffer, monkey
     await buffer._submit(lambda conn: buffer._prune_seen(conn, 0), write=False)
     left = await buffer._submit(lambda conn: conn.execute("SELECT key FROM seen ORDER BY key").fetchall(), write=False)
     assert [k for (k,) in left] == ["3", "4"], "over the cap, the keys closest to expiry go first"
+
+
+def test_status_reads_nothing_from_a_buffer_file_the_agent_is_still_creating(tmp_path: Path) -> None:
+    path = tmp_path / "buffer.sqlite"
+    sqlite3.connect(path).close()  # the file exists, its tables not yet
+    assert read_stats(path) is None

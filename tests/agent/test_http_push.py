@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from footfall.agent.buffer import Buffer
 from footfall.agent.config import HttpPushOptions, HttpPushSection, SourceConfig
-from footfall.agent.decode.extract import JsonExtractor
+from footfall.agent.decode.formats.json import JsonExtractor
 from footfall.agent.decode.profile import load_profiles
 from footfall.agent.intake import SourceIntake
 from footfall.agent.sources.base import SourceError

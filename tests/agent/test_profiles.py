@@ -9,7 +9,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from footfall.agent.buffer import Buffer
 from footfall.agent.config import AgentConfig, HttpPushOptions, SourceConfig
-from footfall.agent.decode.extract import DecodeContext, DecodeError, JsonExtractor, default_extractors, extract
+from footfall.agent.decode.extract import DecodeContext, DecodeError, default_extractors, extract
+from footfall.agent.decode.formats.form import FormExtractor
+from footfall.agent.decode.formats.json import JsonExtractor
+from footfall.agent.decode.formats.tree import TreePath
+from footfall.agent.decode.formats.xml import XmlExtractor
 from footfall.agent.decode.profile import ProfileError, load_profiles
 from footfall.agent.intake import SourceIntake
 from footfall.agent.pipeline import Pipeline
@@ -65,7 +69,7 @@ temperature = { path = "t" }
         "profile.modulus: only a cumulative counter wraps",
         "time.naive: must be one of reject, site",
         "json.items[0]: cannot read path 'data..x'",
-        "xml: unknown key",
+        "xml: a [xml] section belongs to format = 'xml' profiles",
         "fields.temperature: unknown key for a count/interval profile",
         "fields.start.decimals: only amount takes decimals",
         "fields.end: needs exactly one of path (where the frame has it) or value (a constant)",
@@ -86,24 +90,31 @@ def test_a_profile_in_adapter_dirs_replaces_a_shipped_one(tmp_path: Path) -> Non
 
 def test_registries_map_each_name_to_its_class(tmp_path: Path) -> None:
     extractors = default_extractors()
-    assert {name: type(e) for name, e in extractors.items()} == {"json": JsonExtractor}
+    formats = {"json": JsonExtractor, "form": FormExtractor, "xml": XmlExtractor}
+    assert {name: type(e) for name, e in extractors.items()} == formats
+    assert all(e.name == name for name, e in extractors.items())
     assert extractors is not default_extractors(), "a fresh dict each time: no shared global"
     pipeline = Pipeline(AgentConfig())
     assert pipeline.transports == {"http_push": HttpPushServer}
-    assert {name: type(e) for name, e in pipeline.extractors.items()} == {"json": JsonExtractor}
+    assert {name: type(e) for name, e in pipeline.extractors.items()} == formats
 
 
 @pytest.mark.parametrize(
     ("path", "steps"),
     [
-        ("$", ()),
-        ("counts", ("counts",)),
-        ("$.a.b[2]", ("a", "b", 2)),
-        ('["sensor-time"].time', ("sensor-time", "time")),
+        ("$", (0, ())),
+        ("counts", (0, (("key", "counts"),))),
+        ("$.a.b[2]", (0, (("key", "a"), ("key", "b"), ("index", 2)))),
+        ('["sensor-time"].time', (0, (("key", "sensor-time"), ("key", "time")))),
+        ("content.element[*].measurement[*]", (0, (("key", "content"), ("key", "element"), ("all",),
+                                                    ("key", "measurement"), ("all",)))),
+        ("../../element-name", (2, (("key", "element-name"),))),
+        ("/sensor-time.timezone", (-1, (("key", "sensor-time"), ("key", "timezone")))),
+        ("value[label=fw].value", (0, (("key", "value"), ("match", "label", "fw"), ("key", "value")))),
     ],
 )
-def test_json_paths(path: str, steps: tuple[object, ...]) -> None:
-    assert JsonExtractor().compile_path(path) == steps
+def test_json_paths(path: str, steps: tuple[int, tuple[object, ...]]) -> None:
+    assert JsonExtractor().compile_path(path) == TreePath(path, *steps)
 
 
 def test_every_bad_field_of_a_frame_is_named() -> None:

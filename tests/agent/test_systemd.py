@@ -180,6 +180,7 @@ def test_the_unit_file_asks_for_notify_and_a_watchdog() -> None:
     unit.read(REPO / "packaging" / "systemd" / "footfall-agent.service")
     service = unit["Service"]
     assert service["Type"] == "notify" and service["NotifyAccess"] == "main"
-    assert service["WatchdogSec"] == "30s" and service["Restart"] == "always"
+    assert service["WatchdogSec"] == "30s" and service["Restart"] == "on-failure"  # a watchdog kill is a failure
+    assert service["RuntimeDirectory"] == "footfall"
     assert service["ExecStart"].split()[1:3] == ["agent", "run"]
     assert unit["Unit"]["StartLimitIntervalSec"] == "0"

@@ -75,19 +75,23 @@ def test_fleet_agents_list(pg_dsn: str, collector_process: Callable[..., Collect
     code, table, _ = run(fleet_cli, "agents", "list", "--collector", collector.url, "--key", admin_key)
     assert code == 0, table
     lines = table.splitlines()
-    assert lines[0].split() == ["ID", "SITE", "STATUS", "VERSION", "LAST", "SEEN", "HW", "SEQ"]
-    assert [line.split()[:4] for line in lines[1:]] == [[a, "lyon", "active", "0.1.0"] for a in agents]
+    assert lines[0].split() == ["ID", "SITE", "STATE", "VERSION", "LAST", "SEEN", "BACKLOG", "OLDEST", "SKEW", "DOWN",
+                                "CONFIG"]
+    # Enrolled but never heard from: offline.
+    assert [line.split()[:4] for line in lines[1:]] == [[a, "lyon", "offline", "0.1.0"] for a in agents]
     assert all("never" in line for line in lines[1:])
 
     code, out, _ = run(fleet_cli, "agents", "list", "--collector", collector.url, "--key", admin_key, "--json")
     assert code == 0 and sorted(a["id"] for a in json.loads(out)) == agents
     code, _, err = run(fleet_cli, "agents", "list", "--collector", collector.url, "--key", analyst_key)
-    assert code == 1 and "403" in err and "fleet_admin" in err
+    assert code == 4 and "403" in err and "fleet_admin" in err
+    code, _, err = run(fleet_cli, "agents", "list", "--collector", collector.url, "--config-file", "/nonexistent")
+    assert code == 2 and "no fleet config file at /nonexistent" in err
     code, _, err = run(fleet_cli, "agents", "list", "--collector", collector.url)
-    assert code == 1 and "FOOTFALL_API_KEY" in err
+    assert code == 2 and "FOOTFALL_KEY" in err
     collector.stop()
     code, _, err = run(fleet_cli, "agents", "list", "--collector", collector.url, "--key", admin_key)
-    assert code == 1 and "cannot reach the collector" in err
+    assert code == 3 and "cannot reach the collector" in err
 
 
 def test_the_cli_modules_import_without_the_database_stack() -> None:

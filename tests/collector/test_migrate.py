@@ -12,7 +12,7 @@ from footfall.collector.migrate import check_schema, load_migrations, migrate
 from tests.fixtures.pg import sql_rows, sql_value
 
 
-def test_the_shipped_migrations_are_numbered_once_each_in_order() -> None:
+def test_the_shipped_migrations_are_numbered_in_order_without_duplicates() -> None:
     migrations = load_migrations()
     versions = [m.version for m in migrations]
     assert versions == sorted(set(versions)) and versions[:3] == [1, 2, 3]
