@@ -35,6 +35,26 @@ Guarantees (each one is proven by tests/agent/test_buffer.py):
    exceeded, for the length of one upload attempt (at most `[collector] timeout`), by what
    arrives meanwhile.
 
+7. Never a reused seq, never a crash loop. `buffer.sqlite.marks` (agent/marks.py) keeps a
+   reservation above every seq ever given, written before the commit that would pass it,
+   and the last acked seq. On open the file gets `PRAGMA quick_check`; a corrupt file (and
+   its -wal/-shm) is moved aside as `buffer.sqlite.corrupt-<UTC time>`, a fresh buffer starts
+   at the reservation, and a `gap` event names the seqs that were buffered but not acked
+   (the damaged file's own marks when they can be read, else the reservation: it may
+   over-report, never under-report). Counter state, dedupe keys and held readings are read
+   out of the damaged file (agent/salvage.py) and carried over, so the next cumulative
+   reading is not a new baseline and a device's resend is still recognised; the records
+   themselves come back only with `footfall agent buffer salvage` (agent/buffer_tools.py).
+   A file that goes corrupt while running fails the agent (`fatal`), whose restart moves
+   it aside. A missing file with marks left (someone deleted it) is treated the same way.
+8. Clock. Readings timed by the agent while its clock is not trusted (agent/clock.py) wait
+   in `pending` with their stamp (boot id, wall-minus-monotonic offset) and are not
+   uploaded; `restamp` moves them into `records` with corrected times (`clock =
+   "restamped"`) or, from an earlier boot, flagged `suspect`. Dedupe keys written meanwhile
+   expire relative to the moment the clock is trusted, and none are pruned before.
+   Acks are not worth an fsync: they commit with `synchronous=NORMAL` (a lost ack means
+   a re-send the collector drops as a duplicate) and ride on the next durable commit.
+
 Why a dedicated thread: sqlite3 blocks, and the group-commit window needs one owner that
 collects writes, opens one transaction, applies them in order and fsyncs once. A thread
 owning the only writing connection does that with a blocking queue and no polling; the
@@ -42,11 +62,12 @@ event loop only enqueues and awaits futures. Reads go through the same thread (t
 small and indexed) and see committed data only, because writes are applied at commit time,
 never left open between commits: the uploader can never send a record that is not durable.
 
-On-disk layout (`PRAGMA user_version = 1`):
+On-disk layout (`PRAGMA user_version = 2`; version 1 files are upgraded in place):
   records(seq PK, taken_ms, kind, body)       packed records, oldest first by seq
   rejected(seq PK, taken_ms, rejected_ms, reason, body)
-  meta(key PK, value)                          next_seq, acked_seq, bytes, depth, counters
-  state(key PK, value)                         counter state as JSON (decode/counters.py)
+  pending(id PK, boot, offset_ms, taken_ms, body)  agent-timed records waiting for a trusted clock
+  meta(key PK, value)                          next_seq, acked_seq, bytes, depth, wall_high_ms, counters
+  state(key PK, value)                         counter state as JSON (decode/counters.py), agent.* entries
   seen(scope, key, expires_ms, PK(scope,key))  dedupe keys with their expiry
 """
 
@@ -56,24 +77,29 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from footfall.agent import salvage
+from footfall.agent.clock import STEP_MS, Stamp, Trust
+from footfall.agent.marks import Marks, MarksLocked
 from footfall.protocol.envelope import pack_record, unpack_record
-from footfall.protocol.records import Record, SensorEvent
+from footfall.protocol.records import ClockQuality, Count, Record, SensorEvent
 
 from footfall.logs import event
 
 log = logging.getLogger("footfall.agent.buffer")
 
 T = TypeVar("T")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # What a row costs beyond its packed body (key, time, kind, b-tree cell): counted so that a
 # buffer of tiny records is still bounded in bytes on disk, not only in payload.
 ROW_OVERHEAD = 48
@@ -83,6 +109,12 @@ LOW_WATER = 0.9
 # Dedupe keys are bounded in time by their expiry and in number by this cap (oldest expiry first).
 SEEN_KEYS_MAX = 500_000
 PRUNE_EVERY_S = 60.0
+# Dedupe keys taken while the clock is untrusted expire this far above their window, until
+# `restamp` knows the true time and rebases them (an expiry computed from 1970 would be gone at once).
+PENDING_EXPIRY = 1 << 60
+QUARANTINE_KEY = "agent.quarantine"
+CLOCK_KEY = "agent.clock"
+SALVAGED_KEY = "agent.salvaged"
 _META_DEFAULTS = {
     "next_seq": 1,
     "acked_seq": 0,
@@ -92,6 +124,9 @@ _META_DEFAULTS = {
     "dropped_records": 0,
     "gap_events": 0,
     "rejected": 0,
+    "wall_high_ms": 0,
+    "restamped": 0,
+    "suspect": 0,
 }
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY, taken_ms INTEGER NOT NULL, kind TEXT NOT NULL,
@@ -103,6 +138,8 @@ CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS seen (scope TEXT NOT NULL, key TEXT NOT NULL, expires_ms INTEGER NOT NULL,
                                  PRIMARY KEY (scope, key)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seen_expiry ON seen (expires_ms);
+CREATE TABLE IF NOT EXISTS pending (id INTEGER PRIMARY KEY, boot TEXT NOT NULL, offset_ms INTEGER NOT NULL,
+                                    taken_ms INTEGER NOT NULL, body BLOB NOT NULL);
 """
 
 
@@ -110,6 +147,12 @@ class BufferError(Exception):
     """The buffer could not commit (disk full, I/O error, closed): nothing of the write was taken."""
 
     retryable = True
+
+
+class BufferCorrupt(BufferError):
+    """SQLite found the file damaged while running; a restart moves it aside and starts a fresh one."""
+
+    retryable = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,19 +186,54 @@ class BufferStats:
     dropped_records: int
     gap_events: int
     rejected: int
+    held: int = 0
+    restamped: int = 0
+    suspect: int = 0
+    wall_high_ms: int = 0
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, Any]:
         """The stats as plain JSON-ready values."""
         return asdict(self)
 
 
 class Txn:
-    """The open transaction a write function runs in: append records, read and update derived state."""
+    """The open transaction a write function runs in: append records, read and update derived state.
 
-    def __init__(self, conn: sqlite3.Connection, meta: dict[str, int], now_ms: int) -> None:
+    `stamp` is the agent clock at this commit (None: no agent clock, the wall clock is trusted).
+    """
+
+    def __init__(
+        self, conn: sqlite3.Connection, meta: dict[str, int], now_ms: int, stamp: Stamp | None = None
+    ) -> None:
         self._conn = conn
         self.meta = meta
         self.now_ms = now_ms
+        self.stamp = stamp
+
+    @property
+    def trusted(self) -> bool:
+        """Whether the wall clock can be believed at this commit."""
+        return self.stamp is None or self.stamp.trusted
+
+    def hold(self, record: Record, stamp: Stamp, *, taken_ms: int | None = None) -> None:
+        """Keep an agent-timed record aside (no seq yet) until the clock is trusted; see `Buffer.restamp`."""
+        self._conn.execute(
+            "INSERT INTO pending (boot, offset_ms, taken_ms, body) VALUES (?, ?, ?, ?)",
+            (stamp.boot_id, stamp.offset_ms, self.now_ms if taken_ms is None else taken_ms,
+             pack_record(replace(record, seq=1))),
+        )
+
+    def append_agent_event(self, record: SensorEvent) -> int:
+        """An event the agent itself times (`at_ms` = now): appended, or held while the clock is untrusted."""
+        if self.stamp is None or self.stamp.trusted:
+            return self.append(record)
+        self.hold(record, self.stamp)
+        return 0
+
+    def stamped(self, stamp: Stamp) -> StampedTxn:
+        """A view for records whose times come from the agent's clock at `stamp`."""
+        return StampedTxn(self, stamp)
 
     def append(self, record: Record, *, taken_ms: int | None = None) -> int:
         """Give `record` the next seq and store it; returns the seq."""
@@ -173,8 +251,9 @@ class Txn:
 
     def first_seen(self, scope: str, key: str, keep_ms: int) -> bool:
         """Record a dedupe key for `keep_ms`; True if it was new, False if already taken (a resend)."""
+        base = self.now_ms if self.trusted else PENDING_EXPIRY
         cur = self._conn.execute(
-            "INSERT OR IGNORE INTO seen (scope, key, expires_ms) VALUES (?, ?, ?)", (scope, key, self.now_ms + keep_ms)
+            "INSERT OR IGNORE INTO seen (scope, key, expires_ms) VALUES (?, ?, ?)", (scope, key, base + keep_ms)
         )
         return cur.rowcount == 1
 
@@ -197,14 +276,106 @@ class Txn:
         )
 
 
+class StampedTxn:
+    """The transaction as seen by records timed by the agent's clock at `stamp` (implements CounterState).
+
+    Such a record is appended as usual when `stamp` was trusted; re-stamped at once when the
+    clock became trusted in the same boot before this commit; otherwise held in `pending`.
+    """
+
+    def __init__(self, txn: Txn, stamp: Stamp) -> None:
+        self.txn = txn
+        self.stamp = stamp
+        self.now_ms = txn.now_ms
+
+    def append(self, record: Record) -> int:
+        """Store a record timed at `stamp`; returns its seq (0 while held)."""
+        if self.stamp.trusted:
+            return self.txn.append(record)
+        now = self.txn.stamp
+        if now is not None and now.trusted and now.boot_id == self.stamp.boot_id:
+            self.txn.meta["restamped"] += 1
+            return self.txn.append(shift_times(record, clock_shift(self.stamp.offset_ms, now.offset_ms), "restamped"))
+        self.txn.hold(record, self.stamp)
+        return 0
+
+    def first_seen(self, scope: str, key: str, keep_ms: int) -> bool:
+        """See Txn.first_seen."""
+        return self.txn.first_seen(scope, key, keep_ms)
+
+    def seen(self, scope: str, key: str) -> bool:
+        """See Txn.seen."""
+        return self.txn.seen(scope, key)
+
+    def get_state(self, key: str) -> dict[str, Any] | None:
+        """See Txn.get_state."""
+        return self.txn.get_state(key)
+
+    def put_state(self, key: str, value: dict[str, Any]) -> None:
+        """See Txn.put_state."""
+        self.txn.put_state(key, value)
+
+
+def clock_shift(recorded_offset_ms: int, trusted_offset_ms: int) -> int:
+    """How far a record stamped at one offset moves to the trusted one: nothing unless the clock stepped between."""
+    delta = trusted_offset_ms - recorded_offset_ms
+    # Offsets closer than a step are one clock read at different instants (millisecond rounding).
+    return delta if abs(delta) > STEP_MS else 0
+
+
+def shift_times(record: Record, delta_ms: int, clock: ClockQuality) -> Record:
+    """`record` with every time moved by `delta_ms`; its clock quality becomes `clock` unless already suspect."""
+    quality: ClockQuality = record.clock if record.clock == "suspect" else clock
+    if isinstance(record, Count):
+        return replace(record, start_ms=record.start_ms + delta_ms, end_ms=record.end_ms + delta_ms, clock=quality)
+    return replace(record, at_ms=record.at_ms + delta_ms, clock=quality)
+
+
+def _latest_ms(record: Record) -> int:
+    return record.end_ms if isinstance(record, Count) else record.at_ms
+
+
+@dataclass(frozen=True, slots=True)
+class RestampResult:
+    """What one `Buffer.restamp` did."""
+
+    restamped: int = 0
+    suspect: int = 0
+    boots: int = 0
+    shift_ms: int = 0
+
+
 @dataclass(slots=True)
 class _Job(Generic[T]):
     fn: Callable[[Any], T]
     future: asyncio.Future[T]
     write: bool
+    durable: bool = True
 
 
 _STOP = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantine:
+    """A damaged buffer file moved aside, and what the fresh buffer knows about what it held."""
+
+    file: str
+    at_ms: int
+    reason: str
+    acked: int
+    lost_first: int
+    lost_last: int
+    next_seq: int
+    carried_state: int = 0
+    carried_keys: int = 0
+    carried_held: int = 0
+    # Counter state key -> the reading time the fresh buffer resumed from (salvage skips what it re-covers).
+    resumed: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return asdict(self)
 
 
 class Buffer:
@@ -217,27 +388,41 @@ class Buffer:
         max_size: int,
         commit_interval: float,
         clock: Callable[[], float] = time.time,
+        stamps: Callable[[], Stamp] | None = None,
     ) -> None:
         self.path = Path(path)
         self.max_size = max_size
         self.commit_interval = commit_interval
         self._clock = clock
+        self._stamps = stamps
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._meta: dict[str, int] = {}
+        self._marks: Marks | None = None
+        self._sync_full = True
         self.pending = Pending()
         # Set on every commit that changed what is pending; the uploader waits on it instead of polling.
         self.changed = asyncio.Event()
+        # Set when SQLite reports the file damaged while running: the agent must restart (see guarantee 7).
+        self.fatal = asyncio.Event()
+        self.fatal_reason = ""
         # Commits so far (group commits, not writes): written by the writer thread only.
         self.commits = 0
+        # The damaged file moved aside by this open, if any.
+        self.quarantined: Quarantine | None = None
         self._closed = False
         # The seq range of the batch being sent (guarantee 6): set in the writer thread by `claim`,
         # cleared by `release`; overflow drops wait while it is set.
         self._in_flight: tuple[int, int] | None = None
 
+    @property
+    def marks_path(self) -> Path:
+        """The seq marks beside the database (agent/marks.py)."""
+        return marks_path(self.path)
+
     async def open(self) -> None:
-        """Create or open the database and start the writer thread."""
+        """Check the file (moving a corrupt one aside), open it and start the writer thread."""
         self._loop = asyncio.get_running_loop()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -245,6 +430,15 @@ class Buffer:
             raise BufferError(
                 f"cannot make the folder of the buffer {self.path}: {exc.strerror or exc}; check [agent] state_dir"
             ) from None
+        try:
+            self._marks = Marks.open(self.marks_path)
+        except MarksLocked:
+            raise BufferError(
+                f"another footfall process is using {self.path} (a second agent with the same state_dir?); "
+                "stop it first"
+            ) from None
+        except OSError as exc:
+            raise BufferError(f"cannot open {self.marks_path}: {exc}") from None
         ready: asyncio.Future[None] = self._loop.create_future()
         self._thread = threading.Thread(
             target=self._run, args=(ready,), name=f"footfall-buffer:{self.path.name}", daemon=True
@@ -273,17 +467,23 @@ class Buffer:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def write(self, fn: Callable[[Txn], T]) -> T:
+    async def write(self, fn: Callable[[Txn], T], *, durable: bool = True) -> T:
         """Run `fn` inside the next group commit and return its result once that commit is durable.
 
         If `fn` raises, only its own changes are rolled back and the exception comes back
         here; if the commit fails, BufferError says why and nothing of `fn` was taken.
+        `durable=False` is for writes a power cut may undo harmlessly (acks): they commit
+        without their own fsync when no durable write shares the group.
         """
-        return await self._submit(fn, write=True)
+        return await self._submit(fn, write=True, durable=durable)
 
     async def append(self, records: list[Record]) -> list[int]:
         """Commit `records` and return their seqs."""
         return await self.write(lambda txn: [txn.append(r) for r in records])
+
+    async def ping(self) -> None:
+        """Return once the writer thread has served a trivial read (the watchdog's sign of life)."""
+        await self._submit(lambda conn: None, write=False)
 
     async def read_batch(self, max_records: int, max_bytes: int) -> list[StoredRecord]:
         """The oldest committed records, at most `max_records` and `max_bytes` (but at least one)."""
@@ -312,7 +512,8 @@ class Buffer:
             txn.meta["last_ack_ms"] = txn.now_ms
             return len(rows)
 
-        return await self.write(delete)
+        # A lost ack only makes the uploader send those records again; the collector drops them.
+        return await self.write(delete, durable=False)
 
     async def claim(self, first: int, last: int, count: int) -> bool:
         """Mark records `first`..`last` as being sent, if all `count` of them are still buffered.
@@ -375,6 +576,85 @@ class Buffer:
 
         return await self.write(renumber)
 
+    async def restamp(self, trust: Trust, stamp: Stamp) -> RestampResult:
+        """Move every held record into the upload queue, its times corrected or flagged (clock.py, guarantee 8).
+
+        Same boot as `trust`: every time moves by (trusted offset - the record's offset), exact.
+        Earlier boots: their monotonic clock started at an unknown moment between the last
+        trusted commit (`wall_high_ms`) and this boot's start, so each such boot is placed as early
+        as it can have been, right after the last trusted commit (or after the boot placed before
+        it), kept before this boot began, and its records are flagged `suspect`.
+        """
+
+        def move(txn: Txn) -> RestampResult:
+            conn = txn._conn
+            rows = conn.execute("SELECT id, boot, offset_ms, taken_ms, body FROM pending ORDER BY id").fetchall()
+            now_offset = stamp.offset_ms if stamp.trusted else trust.offset_ms
+            boot_start = stamp.wall_ms - stamp.mono_ms if stamp.trusted else 0
+            restamped = suspect = 0
+            shift = 0
+            others: dict[str, list[tuple[int, int, Record]]] = {}
+            readings = 0
+            # Offsets within a step of each other are one stretch of the same clock (they differ only by
+            # millisecond rounding): its records move by one shift, so periods that joined still join.
+            stretch: int | None = None
+            for _id, boot, offset, taken_ms, body in rows:
+                record = unpack_record(body)
+                readings += not (isinstance(record, SensorEvent) and record.kind == "clock")
+                if boot == trust.boot_id:
+                    if stretch is None or abs(offset - stretch) > STEP_MS:
+                        stretch = offset
+                    shift = clock_shift(stretch, now_offset)
+                    txn.append(shift_times(record, shift, "restamped"), taken_ms=taken_ms)
+                    restamped += 1
+                else:
+                    others.setdefault(boot, []).append((offset, taken_ms, record))
+            cursor = txn.meta["wall_high_ms"]
+            for held in others.values():
+                last_mono = max(_latest_ms(record) - offset for offset, _, record in held)
+                latest_start = boot_start - last_mono if boot_start else cursor
+                start = min(cursor, latest_start) if cursor else latest_start
+                for offset, taken_ms, record in held:
+                    txn.append(shift_times(record, start - offset, "suspect"), taken_ms=taken_ms)
+                    suspect += 1
+                cursor = start + last_mono + 1
+            conn.execute("DELETE FROM pending")
+            conn.execute(
+                "UPDATE seen SET expires_ms = expires_ms - ? + ? WHERE expires_ms >= ?",
+                (PENDING_EXPIRY, txn.now_ms, PENDING_EXPIRY),
+            )
+            txn.meta["restamped"] += restamped
+            txn.meta["suspect"] += suspect
+            if readings:
+                detail = f"clock trusted ({trust.source}): re-stamped {restamped} held records by {shift / 1000:+.3f} s"
+                if others:
+                    detail += f"; {suspect} records of {len(others)} earlier boot(s) never had a trusted clock: suspect"
+                txn.append(SensorEvent("agent", txn.now_ms, "clock", detail))
+                event(log, "records_restamped", restamped=restamped, suspect=suspect, boots=len(others),
+                      shift_ms=shift, source=trust.source)
+            return RestampResult(restamped, suspect, len(others), shift)
+
+        return await self.write(move)
+
+    async def save_clock(self, state: dict[str, Any], untrusted_event: str | None) -> None:
+        """Keep the clock's state for the next start, and record why it is untrusted (held until it is)."""
+
+        def save(txn: Txn) -> None:
+            txn.put_state(CLOCK_KEY, state)
+            if untrusted_event is not None:
+                txn.append_agent_event(SensorEvent("agent", txn.now_ms, "clock", f"clock untrusted: {untrusted_event}"))
+
+        await self.write(save)
+
+    async def get_state(self, key: str) -> dict[str, Any] | None:
+        """A state entry (counter state, agent.* entries) as committed."""
+
+        def read(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            row = conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+            return json.loads(row[0]) if row else None
+
+        return await self._submit(read, write=False)
+
     async def pragmas(self) -> dict[str, str]:
         """The writer connection's journal mode and synchronous level (guarantee 1)."""
 
@@ -406,11 +686,20 @@ class Buffer:
 
         return await self._submit(read, write=False)
 
-    async def _submit(self, fn: Callable[[Any], T], *, write: bool) -> T:
+    async def held(self) -> list[tuple[str, int, Record]]:
+        """Every record held for a trusted clock, as (boot id, offset ms, record), oldest first."""
+
+        def read(conn: sqlite3.Connection) -> list[tuple[str, int, Record]]:
+            rows = conn.execute("SELECT boot, offset_ms, body FROM pending ORDER BY id").fetchall()
+            return [(boot, offset, unpack_record(body)) for boot, offset, body in rows]
+
+        return await self._submit(read, write=False)
+
+    async def _submit(self, fn: Callable[[Any], T], *, write: bool, durable: bool = True) -> T:
         if self._thread is None or self._loop is None or self._closed:
             raise BufferError(f"the buffer {self.path} is not open")
         future: asyncio.Future[T] = self._loop.create_future()
-        self._queue.put(_Job(fn, future, write))
+        self._queue.put(_Job(fn, future, write, durable))
         # A caller that gives up (a device hanging up) cancels only this future: the job stays queued
         # and commits with its group (the writer thread skips resolving a future that is done).
         return await future
@@ -418,10 +707,13 @@ class Buffer:
     # --- the writer thread -------------------------------------------------------------------
 
     def _run(self, ready: asyncio.Future[None]) -> None:
+        assert self._marks is not None
         try:
-            conn = self._connect()
-        except (sqlite3.Error, OSError) as exc:
-            self._resolve(ready, BufferError(f"cannot open the buffer {self.path}: {exc}"))
+            conn = self._open_checked()
+        except (sqlite3.Error, OSError, BufferError) as exc:
+            self._marks.close()
+            error = exc if isinstance(exc, BufferError) else BufferError(f"cannot open the buffer {self.path}: {exc}")
+            self._resolve(ready, error)
             return
         self._resolve(ready, None)
         self._publish(conn)
@@ -452,13 +744,14 @@ class Buffer:
                     stopping = self._take_waiting(conn, group) or stopping
                     last_commit = time.monotonic()
                     prune = last_commit - last_prune >= PRUNE_EVERY_S
-                    self._commit(conn, group, prune)
-                    if prune:
+                    if self._commit(conn, group, prune) and prune:
                         last_prune = last_commit
                     group = []
             self._drain_after_stop(conn)
         finally:
             conn.close()
+            self._marks.note(acked=self._meta.get("acked_seq"), wall_high_ms=self._meta.get("wall_high_ms"))
+            self._marks.close()
 
     def _take_waiting(self, conn: sqlite3.Connection, group: list[_Job[Any]]) -> bool:
         """Move the writes already queued into `group` (serving reads on the way); True if a stop was queued."""
@@ -486,42 +779,178 @@ class Buffer:
         for job in leftovers:
             self._resolve(job.future, BufferError("the buffer is closing; nothing was written"))
 
+    def _open_checked(self) -> sqlite3.Connection:
+        """Open the database; a damaged one is moved aside first and a fresh one seeded (guarantee 7)."""
+        assert self._marks is not None
+        existed = self.path.exists()
+        problem = _check_file(self.path) if existed else None
+        found: salvage.Found | None = None
+        moved = ""
+        if problem is not None:
+            moved = self._move_aside()
+            event(log, "buffer_corrupt", logging.ERROR, path=str(self.path), problem=problem, moved_to=moved)
+            found = salvage.scan(self.path.with_name(moved))
+        conn = self._connect()
+        lost_file = not existed and self._marks.existed and self._marks.values.reserved > 1
+        if problem is not None or lost_file:
+            try:
+                self._seed(conn, problem or "the buffer file was missing", moved, found)
+            except BaseException:
+                conn.close()
+                raise
+        if self._marks.ensure_reserved(self._meta["next_seq"]):
+            event(log, "seq_reserved", level=logging.DEBUG, below=self._marks.values.reserved)
+        return conn
+
+    def _move_aside(self) -> str:
+        """Rename the damaged file and its -wal/-shm to `<name>.corrupt-<UTC time>[-n]`; returns the new name."""
+        stamp = datetime.fromtimestamp(self._clock(), UTC).strftime("%Y%m%dT%H%M%SZ")
+        base = f"{self.path.name}.corrupt-{stamp}"
+        name = base
+        n = 1
+        while self.path.with_name(name).exists():
+            name = f"{base}-{n}"
+            n += 1
+        for suffix in ("-wal", "-shm"):
+            companion = self.path.with_name(self.path.name + suffix)
+            if companion.exists():
+                os.replace(companion, self.path.with_name(name + suffix))
+        os.replace(self.path, self.path.with_name(name))
+        _fsync_dir(self.path.parent)
+        return name
+
+    def _seed(self, conn: sqlite3.Connection, reason: str, moved: str, found: salvage.Found | None) -> None:
+        """Start the fresh buffer above every seq used before, record the loss, carry state over."""
+        assert self._marks is not None
+        marks = self._marks.values
+        meta = found.meta if found is not None else {}
+        acked = max(marks.acked, meta.get("acked_seq", 0))
+        known_next = max(meta.get("next_seq", 0), (found.max_seq + 1) if found is not None else 0)
+        next_seq = max(marks.reserved, known_next, acked + 1, self._meta["next_seq"])
+        # The file's own next_seq is exact when it could be read; otherwise everything up to the reservation.
+        lost_last = known_next - 1 if "next_seq" in meta else next_seq - 1
+        now_ms = int(self._clock() * 1000)
+        stamp = self._stamps() if self._stamps is not None else None
+        txn = Txn(conn, dict(self._meta), now_ms, stamp)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            txn.meta["next_seq"] = next_seq
+            txn.meta["acked_seq"] = acked
+            for key in ("dropped_records", "gap_events", "rejected", "restamped", "suspect"):
+                txn.meta[key] = max(txn.meta[key], meta.get(key, 0))
+            txn.meta["wall_high_ms"] = max(txn.meta["wall_high_ms"], marks.wall_high_ms, meta.get("wall_high_ms", 0))
+            resumed: dict[str, int] = {}
+            carried_keys = carried_held = 0
+            previous: dict[str, Any] = {}
+            if found is not None:
+                previous = found.state.pop(QUARANTINE_KEY, {}) or {}
+                for key, saved in found.state.items():
+                    txn.put_state(key, saved)
+                    if key.startswith("cumulative") and isinstance(saved.get("at_ms"), int):
+                        resumed[key] = saved["at_ms"]
+                for scope, key, expires in found.seen:
+                    carried_keys += conn.execute(
+                        "INSERT OR IGNORE INTO seen (scope, key, expires_ms) VALUES (?, ?, ?)", (scope, key, expires)
+                    ).rowcount
+                for boot, offset, taken_ms, body in found.pending.values():
+                    conn.execute(
+                        "INSERT INTO pending (boot, offset_ms, taken_ms, body) VALUES (?, ?, ?, ?)",
+                        (boot, offset, taken_ms, body),
+                    )
+                    carried_held += 1
+            info = Quarantine(
+                file=moved,
+                at_ms=now_ms,
+                reason=reason,
+                acked=acked,
+                lost_first=acked + 1,
+                lost_last=lost_last,
+                next_seq=next_seq,
+                carried_state=len(found.state) if found is not None else 0,
+                carried_keys=carried_keys,
+                carried_held=carried_held,
+                resumed=resumed,
+            )
+            if lost_last > acked:
+                where = f"moved to {moved}; `footfall agent buffer salvage` recovers what it can" if moved else ""
+                txn.append_agent_event(
+                    SensorEvent(
+                        sensor="agent",
+                        at_ms=now_ms,
+                        kind="gap",
+                        detail=f"buffer lost ({reason}); {where}".rstrip("; "),
+                        lost_first=acked + 1,
+                        lost_last=lost_last,
+                    )
+                )
+                txn.meta["gap_events"] += 1
+            history = list(previous.get("files", [])) if isinstance(previous, dict) else []
+            txn.put_state(QUARANTINE_KEY, {"files": [*history, info.as_dict()]})
+            for key, value in txn.meta.items():
+                conn.execute("UPDATE meta SET value = ? WHERE key = ?", (value, key))
+            self._marks.ensure_reserved(next_seq)
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        self._meta = txn.meta
+        self.quarantined = info
+        self._marks.note(acked=acked, force=True)
+        event(log, "buffer_quarantined", logging.ERROR, moved_to=moved or "-", reason=reason,
+              lost_first=acked + 1, lost_last=lost_last, next_seq=next_seq, carried_state=info.carried_state,
+              carried_keys=carried_keys, carried_held=carried_held)
+
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA busy_timeout=5000")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise BufferError(
+                    f"{self.path} has schema version {version}, newer than this agent's ({SCHEMA_VERSION}); "
+                    "upgrade footfall"
+                )
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            for key, value in _META_DEFAULTS.items():
+                conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+            self._meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            # A buffer restored from an older copy must still not reuse what the marks say was acked.
+            assert self._marks is not None
+            self._meta["next_seq"] = max(self._meta["next_seq"], self._marks.values.acked + 1)
+        except BaseException:
             conn.close()
-            raise sqlite3.DatabaseError(
-                f"schema version {version} is newer than this agent's ({SCHEMA_VERSION}); upgrade footfall"
-            )
-        conn.execute("BEGIN IMMEDIATE")
-        for statement in _SCHEMA.split(";"):
-            if statement.strip():
-                conn.execute(statement)
-        for key, value in _META_DEFAULTS.items():
-            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        conn.execute("COMMIT")
-        self._meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            raise
         return conn
 
     def _read(self, conn: sqlite3.Connection, job: _Job[Any]) -> None:
         try:
             result = job.fn(conn)
         except (sqlite3.Error, ValueError, TypeError) as exc:
+            if isinstance(exc, sqlite3.Error) and _is_corrupt(exc):
+                self._corrupt(str(exc))
             self._resolve(job.future, BufferError(f"reading the buffer failed: {exc}"))
         else:
             self._resolve(job.future, result)
 
-    def _commit(self, conn: sqlite3.Connection, group: list[_Job[Any]], prune: bool) -> None:
+    def _commit(self, conn: sqlite3.Connection, group: list[_Job[Any]], prune: bool) -> bool:
+        assert self._marks is not None
         now_ms = int(self._clock() * 1000)
+        stamp = self._stamps() if self._stamps is not None else None
         before = dict(self._meta)
-        txn = Txn(conn, dict(self._meta), now_ms)
+        txn = Txn(conn, dict(self._meta), now_ms, stamp)
         outcomes: list[Any] = []
+        durable = any(job.durable for job in group)
         try:
+            if not durable:
+                conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("BEGIN IMMEDIATE")
             for job in group:
                 saved = dict(txn.meta)
@@ -542,26 +971,50 @@ class Buffer:
                     outcomes.append(result)
             if txn.meta["bytes"] > self.max_size and self._in_flight is None:
                 self._drop_oldest(txn)
-            if prune:
+            if prune and txn.trusted:
                 self._prune_seen(conn, now_ms)
+            if txn.trusted:
+                txn.meta["wall_high_ms"] = max(txn.meta["wall_high_ms"], now_ms)
             for key, value in txn.meta.items():
                 if before.get(key) != value:
                     conn.execute("UPDATE meta SET value = ? WHERE key = ?", (value, key))
+            if txn.meta["next_seq"] > self._marks.values.reserved:
+                # Before the commit: the marks must be above every seq that is ever committed.
+                self._marks.ensure_reserved(txn.meta["next_seq"])
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             self._meta = before
             event(log, "buffer_commit_failed", logging.ERROR, path=str(self.path), writes=len(group), error=str(exc))
+            if isinstance(exc, sqlite3.Error) and _is_corrupt(exc):
+                self._corrupt(str(exc))
             failure = BufferError(f"could not commit to {self.path}: {exc}")
-            for job in group:
-                self._resolve(job.future, failure)
-            return
+            self._resolve_all([(job.future, failure) for job in group])
+            return False
+        finally:
+            if not durable:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("PRAGMA synchronous=FULL")
         self._meta = txn.meta
         self.commits += 1
+        self._marks.note(acked=txn.meta["acked_seq"], wall_high_ms=txn.meta["wall_high_ms"])
         self._publish(conn)
         # One wake-up of the event loop for the whole group, not one per write.
         self._resolve_all([(job.future, outcome) for job, outcome in zip(group, outcomes, strict=True)])
+        return True
+
+    def _corrupt(self, reason: str) -> None:
+        event(log, "buffer_corrupt", logging.CRITICAL, path=str(self.path), error=reason,
+              hint="the agent stops; its restart moves the file aside and starts a fresh buffer")
+
+        def signal() -> None:
+            self.fatal_reason = reason
+            self.fatal.set()
+
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(signal)
 
     def _drop_oldest(self, txn: Txn) -> None:
         """Drop the oldest records down to the low-water mark and record the loss as gap events."""
@@ -593,7 +1046,7 @@ class Buffer:
         txn.meta["depth"] -= dropped
         txn.meta["dropped_records"] += dropped
         for lost_first, lost_last in _merge([*carried, (first_seq, last_seq)]):
-            txn.append(
+            txn.append_agent_event(
                 SensorEvent(
                     sensor="agent",
                     at_ms=txn.now_ms,
@@ -644,6 +1097,49 @@ class Buffer:
             self._loop.call_soon_threadsafe(settle)
 
 
+def marks_path(path: Path) -> Path:
+    """The marks file of the buffer at `path`."""
+    return Path(path).with_name(Path(path).name + ".marks")
+
+
+def _is_corrupt(exc: sqlite3.Error) -> bool:
+    """SQLite says the file is damaged or not a database (not: full, locked, I/O, permissions)."""
+    name = getattr(exc, "sqlite_errorname", "")
+    return name.startswith("SQLITE_CORRUPT") or name == "SQLITE_NOTADB"
+
+
+def _check_file(path: Path) -> str | None:
+    """Why the database at `path` is damaged (its `quick_check` or the error opening it), or None if it is sound.
+
+    Only damage counts: a locked, unreadable or full file raises BufferError, since moving it aside would not help.
+    """
+    try:
+        conn = sqlite3.connect(path, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise BufferError(f"cannot open the buffer {path}: {exc}") from None
+    try:
+        rows = conn.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.Error as exc:
+        if _is_corrupt(exc):
+            return f"{exc}"
+        raise BufferError(f"cannot check the buffer {path}: {exc}") from None
+    finally:
+        conn.close()
+    problems = [str(row[0]) for row in rows if row[0] != "ok"]
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        return "quick_check: " + "; ".join(problems[:3]) + more
+    return None
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Sorted ranges with overlapping or adjacent ones joined."""
     out: list[tuple[int, int]] = []
@@ -658,6 +1154,13 @@ def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
 def _stats(conn: sqlite3.Connection, max_size: int) -> BufferStats:
     meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
     row = conn.execute("SELECT taken_ms FROM records ORDER BY seq LIMIT 1").fetchone()
+    held = 0
+    quarantined: list[dict[str, Any]] = []
+    with contextlib.suppress(sqlite3.OperationalError):  # a version-1 file opened read-only has no pending table
+        held = conn.execute("SELECT count(*) FROM pending").fetchone()[0]
+        found = conn.execute("SELECT value FROM state WHERE key = ?", (QUARANTINE_KEY,)).fetchone()
+        if found:
+            quarantined = list(json.loads(found[0]).get("files", []))
     return BufferStats(
         depth=meta["depth"],
         bytes=meta["bytes"],
@@ -669,6 +1172,11 @@ def _stats(conn: sqlite3.Connection, max_size: int) -> BufferStats:
         dropped_records=meta["dropped_records"],
         gap_events=meta["gap_events"],
         rejected=meta["rejected"],
+        held=held,
+        restamped=meta.get("restamped", 0),
+        suspect=meta.get("suspect", 0),
+        wall_high_ms=meta.get("wall_high_ms", 0),
+        quarantined=quarantined,
     )
 
 

@@ -1,5 +1,6 @@
-"""`footfall agent ...`: run, enroll, init, status, doctor, adapters, config check and probe. Mounted by
-footfall/cli.py.
+"""`footfall agent ...`: run, enroll, init, status, doctor, adapters, config check, probe and buffer salvage.
+
+Mounted by footfall/cli.py.
 
 Thin: each command parses its flags and calls the module that does the work. Nothing here (or
 below) imports the collector or its database stack, so a gateway needs only the agent's
@@ -32,6 +33,8 @@ app = typer.Typer(help="Run and look after the in-store agent.", no_args_is_help
 config_app = typer.Typer(help="Check an agent.toml.", no_args_is_help=True, add_completion=False)
 app.add_typer(config_app, name="config")
 app.add_typer(probe_app, name="probe")
+buffer_app = typer.Typer(help="Look after the agent's buffer file.", no_args_is_help=True, add_completion=False)
+app.add_typer(buffer_app, name="buffer")
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The agent's TOML config file.")]
 
@@ -78,6 +81,33 @@ def adapters(
 def run(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
     """Run the agent until SIGTERM or Ctrl-C: receive readings, buffer them, upload them."""
     raise typer.Exit(run_agent(config))
+
+
+@buffer_app.command("salvage")
+def buffer_salvage(
+    file: Annotated[Path, typer.Argument(help="A quarantined buffer file (buffer.sqlite.corrupt-<time>).")],
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be re-queued; change nothing.")] = False,
+) -> None:
+    """Re-queue the records a damaged buffer file still holds and the collector has not acknowledged.
+
+    Run it with the agent stopped. Records get fresh seqs; those already acknowledged, or counted
+    again since the buffer was replaced, are skipped, so nothing is counted twice.
+    """
+    from footfall.agent.buffer_tools import SalvageError, salvage
+    from footfall.agent.pipeline import BUFFER_FILE
+
+    cfg = _load(config)
+    configure("warning")
+    try:
+        report = asyncio.run(
+            salvage(cfg.agent.state_dir / BUFFER_FILE, file, max_size=cfg.buffer.max_size, dry_run=dry_run)
+        )
+    except SalvageError as exc:
+        typer.echo(f"footfall agent buffer salvage: {exc}", err=True)
+        raise typer.Exit(1) from None
+    for line in report.lines():
+        typer.echo(line)
 
 
 @app.command()

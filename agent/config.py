@@ -19,6 +19,7 @@ import tomllib
 import typing
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
@@ -75,6 +76,13 @@ class AgentSection:
     adapter_dirs: tuple[Path, ...] = field(
         default=(), metadata=meta("paths", "extra profile folders, searched after the shipped ones")
     )
+    source_backoff_initial: float = field(
+        default=1.0, metadata=meta("duration", "first wait before a source that failed to start is tried again",
+                                   positive=True)
+    )
+    source_backoff_max: float = field(
+        default=300.0, metadata=meta("duration", "the ceiling of that wait, which doubles each failure", positive=True)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +102,7 @@ class BufferSection:
         metadata=meta("size", "records beyond this are dropped oldest first, with a gap event", min=64 * 1024),
     )
     commit_interval: float = field(
-        default=0.2, metadata=meta("duration", "group commit window: at most one fsync'd commit per interval")
+        default=1.0, metadata=meta("duration", "group commit window: at most one fsync'd commit per interval")
     )
 
 
@@ -112,6 +120,22 @@ class UploadSection:
     backoff_initial: float = field(default=1.0, metadata=meta("duration", "first retry delay", positive=True))
     backoff_max: float = field(
         default=300.0, metadata=meta("duration", "longest retry delay (and cap on Retry-After)", positive=True)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ClockSection:
+    """`[clock]`: when the agent believes its own wall clock (agent/clock.py)."""
+
+    require_sync: bool = field(
+        default=True,
+        metadata=meta("bool", "trust the clock only once NTP or the collector confirms it; false: when plausible"),
+    )
+    not_before: str = field(
+        default="", metadata=meta("date", "a clock earlier than this is wrong; '' = this agent's build date")
+    )
+    max_skew: float = field(
+        default=10.0, metadata=meta("duration", "how far from the collector's clock still confirms ours", positive=True)
     )
 
 
@@ -305,6 +329,7 @@ class AgentConfig:
     http_push: HttpPushSection = HttpPushSection()
     heartbeat: HeartbeatSection = HeartbeatSection()
     metrics: MetricsSection = MetricsSection()
+    clock: ClockSection = ClockSection()
     sources: tuple[SourceConfig, ...] = ()
     path: Path | None = None
 
@@ -323,6 +348,7 @@ SECTIONS: Mapping[str, type[Any]] = MappingProxyType(
         "http_push": HttpPushSection,
         "heartbeat": HeartbeatSection,
         "metrics": MetricsSection,
+        "clock": ClockSection,
     }
 )
 
@@ -649,6 +675,24 @@ def _strs(_: TableReader, value: Any, __: Mapping[str, Any], ___: Any) -> tuple[
     return tuple(value)
 
 
+def _date(r: TableReader, value: Any, rules: Mapping[str, Any], hint: Any) -> str:
+    text = _str(r, value, rules, hint)
+    if text:
+        try:
+            datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(
+                f"must be a date such as 2026-11-01 or a time such as 2026-11-01T06:00Z, got {value!r}"
+            ) from None
+    return text
+
+
+def date_ms(text: str) -> int:
+    """A `date` value as Unix milliseconds (UTC when it has no offset)."""
+    when = datetime.fromisoformat(text)
+    return int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp() * 1000)
+
+
 _CONVERTERS: dict[str, Callable[[TableReader, Any, Mapping[str, Any], Any], Any]] = {
     "table": _table_value,
     "strs": _strs,
@@ -667,6 +711,7 @@ _CONVERTERS: dict[str, Callable[[TableReader, Any, Mapping[str, Any], Any], Any]
     "listen": _listen,
     "optional_listen": _optional_listen,
     "route": _route,
+    "date": _date,
 }
 
 

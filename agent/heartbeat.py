@@ -133,6 +133,10 @@ class Heartbeat:
             proto.offset_from_exchange(reply.sent, reply.received, answer.server_time_ms / 1000), 3
         )
         self.status.clock_skew_s = answer.clock_skew_s
+        # The collector's clock, to the millisecond, is how the agent clock confirms itself (agent/clock.py).
+        pipeline.agent_clock.observe_collector(
+            answer.server_time_ms / 1000, reply.sent, reply.received, resolution_s=0.001
+        )
         self.status.desired_version = answer.config.version if answer.config else 0
         if answer.rotate_key or rotation.pending(pipeline.state_dir):
             await self._rotate()

@@ -8,6 +8,12 @@ acknowledge the device.
 An intake binds its profile to its source: the source's `params` replace the profile's
 `${name}`s, and a profile whose webhooks are signed needs the source's `secret`; every frame
 is checked against it before anything else (`SignatureError`, nothing written).
+
+Every frame is stamped on arrival by the agent's clock (agent/clock.py). For a profile whose
+readings carry the agent's time (`[time] source = "agent"`) that stamp *is* the reading's
+time: cumulative readings also get its monotonic time and boot id, and the records go
+through `Txn.stamped`, which holds them while the clock is not trusted. Device-timed
+readings keep the device's times whatever the agent's clock says.
 """
 
 from __future__ import annotations
@@ -19,11 +25,12 @@ from dataclasses import replace
 from zoneinfo import ZoneInfo
 
 from footfall.agent.buffer import Buffer, BufferError, Txn
+from footfall.agent.clock import Stamp
 from footfall.agent.config import ConfigError, Problem, SourceConfig
 from footfall.agent.decode.counters import CounterPolicy, TakeResult, take
 from footfall.agent.decode.extract import DecodeContext, DecodeError, Extraction, Extractor, extract_frame
 from footfall.agent.decode.profile import Profile, ProfileError, bind_profile, param_problems
-from footfall.agent.decode.readings import Reading
+from footfall.agent.decode.readings import CumulativeCount, Reading
 from footfall.agent.decode.signature import verify
 from footfall.agent.sources.base import Frame, SourceHealth
 from footfall.agent.sources.supervise import RateLimitedLog
@@ -34,6 +41,8 @@ log = logging.getLogger("footfall.agent.intake")
 _SEP = "\x1f"
 # How long a `once` key (a taken file) is remembered: far longer than any restart after a crash.
 ONCE_KEEP_MS = 90 * 86_400_000
+# How long after its arrival a frame may reach the intake before its arrival time is distrusted (frame_stamp).
+_ARRIVAL_SLACK_MS = 5_000
 
 
 class SourceIntake:
@@ -48,6 +57,7 @@ class SourceIntake:
         *,
         zone: ZoneInfo | None = None,
         clock: Callable[[], float] = time.time,
+        stamps: Callable[[], Stamp] | None = None,
     ) -> None:
         problems = source_problems(source, profile)
         if problems:
@@ -72,13 +82,40 @@ class SourceIntake:
         self._clock = clock
         # A device spewing garbage must not flood the log: one line per minute, with a count.
         self._rejected_log = RateLimitedLog(log, every=60.0)
+        self._stamps = stamps
+        self.agent_time = profile.time.source == "agent"
+
+    def stamp(self) -> Stamp:
+        """Now by the agent's clock (a trusted wall-clock stamp when the pipeline gave no clock)."""
+        if self._stamps is not None:
+            return self._stamps()
+        now_ms = int(self._clock() * 1000)
+        return Stamp(now_ms, int(time.monotonic() * 1000), "", True)
+
+    @staticmethod
+    def frame_stamp(frame: Frame, stamp: Stamp) -> Stamp:
+        """`stamp` moved to the frame's arrival time, when its transport noted one.
+
+        The transports make arrival times strictly increasing per device, so two frames read in one
+        chunk stay two readings; the monotonic time moves by the same amount, so that periods cut
+        from them are measured on the monotonic clock all the same. A frame reaches the intake
+        moments after it arrived: a bigger difference means the wall clock stepped in between, and
+        the stamp, which knows it, is kept.
+        """
+        shift = frame.received_ms - stamp.wall_ms
+        if not frame.received_ms or shift == 0 or abs(shift) > _ARRIVAL_SLACK_MS:
+            return stamp
+        return replace(stamp, wall_ms=frame.received_ms, mono_ms=stamp.mono_ms + shift)
 
     def decode(self, frame: Frame) -> list[Reading]:
         """The frame's readings; DecodeError (SignatureError for a bad signature) when it does not match the profile."""
         return self.decode_frame(frame).readings
 
-    def decode_frame(self, frame: Frame) -> Extraction:
-        """Check the frame's signature (if the profile has one), then extract its readings, skipped items and event."""
+    def decode_frame(self, frame: Frame, stamp: Stamp | None = None) -> Extraction:
+        """Check the frame's signature (if the profile has one), then extract its readings, skipped items and event.
+
+        With `[time] source = "agent"` the readings' time is `stamp` (now, when not given).
+        """
         if self.profile.signature is not None:
             options = self.source.options
             verify(
@@ -88,8 +125,17 @@ class SourceIntake:
                 getattr(options, "secret", ""),
                 getattr(options, "public_url", ""),
             )
-        context = replace(self.context, received_ms=frame.received_ms) if frame.received_ms else self.context
-        return extract_frame(self.profile, self.extractor, frame.payload, context)
+        stamp = self.frame_stamp(frame, stamp or self.stamp())
+        context = replace(self.context, received_ms=stamp.wall_ms)
+        extraction = extract_frame(self.profile, self.extractor, frame.payload, context)
+        if self.agent_time:
+            extraction.readings = [
+                replace(r, mono_ms=stamp.mono_ms, boot=stamp.boot_id or "-", trusted=stamp.trusted)
+                if isinstance(r, CumulativeCount)
+                else r
+                for r in extraction.readings
+            ]
+        return extraction
 
     async def __call__(self, frame: Frame, *, once: str = "") -> TakeResult:
         """Take one frame; returns once its records are durable. Raises DecodeError or BufferError.
@@ -99,9 +145,10 @@ class SourceIntake:
         already taken writes nothing: its readings all count as duplicates.
         """
         self.health.received += 1
-        now_ms = int(self._clock() * 1000)
+        stamp = self.frame_stamp(frame, self.stamp())
+        now_ms = stamp.wall_ms
         try:
-            extraction = self.decode_frame(frame)
+            extraction = self.decode_frame(frame, stamp)
         except DecodeError as exc:
             self.health.failed(now_ms, "decoding", str(exc))
             self._rejected_log(
@@ -117,10 +164,12 @@ class SourceIntake:
         readings = extraction.readings
         event_key = f"{self.source.name}\x1f{extraction.event_key}" if extraction.event_key else ""
 
+        agent_time = self.agent_time
+
         def commit(txn: Txn) -> TakeResult:
             if once and not txn.first_seen(f"once{_SEP}{self.source.name}", once, ONCE_KEEP_MS):
                 return TakeResult(readings=len(readings), duplicates=len(readings))
-            return take(txn, readings, policy, event=event_key)
+            return take(txn.stamped(stamp) if agent_time else txn, readings, policy, event=event_key)
 
         try:
             result = await self.buffer.write(commit)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import time
 from typing import Any
 
@@ -44,7 +45,10 @@ def gather(config: AgentConfig, now: float | None = None) -> dict[str, Any]:
     try:
         live = json.loads((state_dir / STATUS_FILE).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        out["problems"].append("the agent has never run with this state directory")
+        if (state_dir / STATUS_FILE).is_symlink():
+            out["problems"].append("the agent has not run since the gateway started (its status is on tmpfs)")
+        else:
+            out["problems"].append("the agent has never run with this state directory")
     except (OSError, ValueError) as exc:
         out["problems"].append(f"cannot read {state_dir / STATUS_FILE}: {exc}")
     updated = live.get("updated_at_ms", 0) / 1000
@@ -53,7 +57,13 @@ def gather(config: AgentConfig, now: float | None = None) -> dict[str, Any]:
         bool(live.get("running")) and _alive(live.get("pid")) and now - updated < _STALE_PERIODS * STATUS_EVERY_S
     )
     out["pid"] = live.get("pid") if out["running"] else None
-    stats = read_stats(state_dir / BUFFER_FILE, config.buffer.max_size)
+    try:
+        stats = read_stats(state_dir / BUFFER_FILE, config.buffer.max_size)
+    except sqlite3.DatabaseError as exc:
+        stats = None
+        out["problems"].append(
+            f"the buffer file is damaged ({exc}): the agent moves it aside at its next start and starts a fresh one"
+        )
     out["buffer"] = stats.as_dict() if stats else None
     out["upload"] = live.get("upload")
     out["sources"] = live.get("sources", [])
@@ -63,6 +73,23 @@ def gather(config: AgentConfig, now: float | None = None) -> dict[str, Any]:
     # The fleet configuration state is on disk whether or not the agent runs.
     out["config"] = {"path": str(config.path or ""), **read_state(state_dir).as_dict(),
                      **({"fallback_reason": live["config"].get("fallback_reason", "")} if live.get("config") else {})}
+    out["clock"] = live.get("clock")
+    out["transports"] = live.get("transports", {})
+    out["watchdog"] = live.get("watchdog")
+    for entry in (stats.quarantined if stats else [])[-3:]:
+        if entry.get("lost_last", 0) >= entry.get("lost_first", 1):
+            out["problems"].append(
+                f"the buffer was damaged ({entry['reason']}) and moved to {entry['file'] or '-'}; records seq "
+                f"{entry['lost_first']}-{entry['lost_last']} were not yet uploaded: "
+                f"`footfall agent buffer salvage {entry['file']}` recovers what it can"
+            )
+    clock = out["clock"] or {}
+    if out["running"] and clock and clock.get("state") != "ok":
+        held = stats.held if stats else 0
+        out["problems"].append(
+            f"the clock is not trusted ({clock.get('detail') or clock.get('reason')}): {held} readings timed by "
+            "the agent are held until it is; check NTP (timedatectl) and the uplink"
+        )
     if not out["running"] and live:
         out["problems"].append(f"the agent is not running (last status {format_duration(now - updated)} ago)")
     upload = out["upload"] or {}
@@ -97,6 +124,13 @@ def render(status: dict[str, Any], now: float | None = None) -> str:
             )
         if buffer["rejected"]:
             lines.append(f"buffer: {buffer['rejected']} records refused by the collector as malformed (kept, not sent)")
+        if buffer.get("held"):
+            lines.append(f"buffer: {buffer['held']} readings HELD until the clock is trusted")
+        if buffer.get("restamped") or buffer.get("suspect"):
+            lines.append(
+                f"buffer: {buffer.get('restamped', 0)} records re-stamped after a clock fix, "
+                f"{buffer.get('suspect', 0)} sent flagged suspect"
+            )
         last = buffer["last_ack_ms"]
         lines.append("last successful upload: " + (_ago(last, now) if last else "never"))
     upload = status.get("upload")
@@ -113,6 +147,13 @@ def render(status: dict[str, Any], now: float | None = None) -> str:
         lines.append(line)
     elif status["running"]:
         lines.append("uploads: off (not enrolled)")
+    clock = status.get("clock")
+    if clock:
+        if clock.get("state") == "ok":
+            line = f"clock: ok ({clock.get('source')})"
+        else:
+            line = f"clock: NOT trusted ({clock.get('reason')}): {clock.get('detail')}"
+        lines.append(line)
     sources = status.get("sources") or []
     lines.append(f"sources: {len(sources)}" if sources else "sources: none reported")
     for s in sources:
@@ -128,6 +169,11 @@ def render(status: dict[str, Any], now: float | None = None) -> str:
         if s["last_error"] and s["state"] != "ok":
             line += f"\n    last error ({s['last_error_stage']}, {_ago(s['last_error_ms'], now)}): {s['last_error']}"
         lines.append(line)
+    for name, transport in (status.get("transports") or {}).items():
+        if transport.get("state") == "retrying":
+            lines.append(
+                f"  {name}: cannot start, retrying ({transport['attempts']} attempts): {transport['last_error']}"
+            )
     lines.extend(_fleet_lines(status, now))
     for problem in status.get("problems", []):
         lines.append(f"problem: {problem}")

@@ -30,6 +30,9 @@ mark (protocol/SPEC.md section 6). The rules it keeps:
 - A 2xx whose `acked_seq` is at or above the buffer's next seq means this buffer's numbering
   went backwards (the file was lost or restored): the collector would drop our records as
   duplicates, so the buffer renumbers them past its mark (`Buffer.rebase`) and sends again.
+- Every answer's `X-Footfall-Server-Time` goes to `on_server_time` (the agent clock uses the
+  collector to confirm its own time, agent/clock.py). A wall-clock step never stretches the
+  wait for a partial batch beyond `max_age`.
 """
 
 from __future__ import annotations
@@ -58,6 +61,8 @@ from footfall.logs import event
 
 log = logging.getLogger("footfall.agent.uploader")
 INGEST_PATH = "/v1/ingest"
+# An upload in flight this long past its request timeout is hung (the watchdog stops pinging).
+STUCK_MARGIN_S = 30.0
 
 
 class UploadError(Exception):
@@ -126,6 +131,7 @@ class Uploader:
         collector_url: str = "",
         timeout: float = 30.0,
         clock: Callable[[], float] = time.time,
+        on_server_time: Callable[[float, float, float], None] | None = None,
     ) -> None:
         self.buffer = buffer
         self.settings = settings
@@ -135,6 +141,8 @@ class Uploader:
         self.url_override = collector_url.rstrip("/")
         self.timeout = timeout
         self._clock = clock
+        self._on_server_time = on_server_time
+        self._in_flight_since: float | None = None
         self.status = UploadStatus(batch_limit=settings.max_records)
         # Told the seconds each request took and its status (0: no answer), for the metrics.
         self.on_response: Callable[[float, int], None] | None = None
@@ -176,6 +184,8 @@ class Uploader:
                 timeout = self.settings.max_age - (self._clock() - pending.oldest_taken_ms / 1000)
                 if timeout <= 0:
                     return
+                # A wall clock stepped backwards would make the oldest record look young for hours.
+                timeout = min(timeout, self.settings.max_age)
             self.buffer.changed.clear()
             try:
                 await asyncio.wait_for(self.buffer.changed.wait(), timeout)
@@ -321,6 +331,7 @@ class Uploader:
         self.status.state = "sending" if self.status.state != "re-enroll" else "re-enroll"
         self.status.attempts += 1
         self.status.last_attempt_ms = int(now * 1000)
+        self._in_flight_since = time.monotonic()
         headers[HEADER_CLOCK_OFFSET] = f"{self.status.clock_offset_s:.3f}"
         started = time.monotonic()
         try:
@@ -342,7 +353,10 @@ class Uploader:
             raise self._failed(
                 f"cannot reach the collector at {self.ingest_url}: {exc or type(exc).__name__}"
             ) from None
+        finally:
+            self._in_flight_since = None
         self._observe(started, status)
+        self._report_server_time(server_time, now)
         payload = _json(text)
         reason = str(payload.get("message") or payload.get("error") or text[:200])
         if 200 <= status < 300:
@@ -361,6 +375,22 @@ class Uploader:
         if status in (429, 503):
             raise self._failed(f"collector busy ({status}): {reason}", status, retry_after)
         raise self._failed(f"collector answered {status}: {reason}", status)
+
+    def stuck(self) -> str | None:
+        """A watchdog probe: why the upload in flight looks hung (it outlived its timeout), or None."""
+        since = self._in_flight_since
+        if since is not None and time.monotonic() - since > self.timeout + STUCK_MARGIN_S:
+            return f"an upload has been in flight for {time.monotonic() - since:.0f} s (timeout {self.timeout:.0f} s)"
+        return None
+
+    def _report_server_time(self, header: str | None, sent: float) -> None:
+        if self._on_server_time is None or header is None:
+            return
+        try:
+            server = float(header)
+        except ValueError:
+            return
+        self._on_server_time(server, sent, self._clock())
 
     def _unauthorized(self, payload: dict[str, Any], reason: str, server_time: str | None, now: float) -> _Answer:
         if payload.get("error") == "timestamp_out_of_window" and server_time is not None:

@@ -7,10 +7,12 @@ import asyncio
 import sys
 from types import ModuleType
 
-from . import agent_buffer, api, backlog, footprint, ingest
+from . import agent_buffer, api, backlog, flash, footprint, ingest, storeday
 
 # name -> module; a new benchmark is a module with NAME, ABOUT, add_arguments and run, and an entry here.
-BENCHMARKS: dict[str, ModuleType] = {m.NAME: m for m in (agent_buffer, ingest, backlog, footprint, api)}
+BENCHMARKS: dict[str, ModuleType] = {
+    m.NAME: m for m in (agent_buffer, ingest, backlog, footprint, flash, storeday, api)
+}
 
 
 def main(argv: list[str]) -> int:

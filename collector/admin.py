@@ -117,6 +117,10 @@ class AgentInfo:
     last_seen_at: datetime | None
     hw_seq: int
     clock_skew_s: float | None
+    # The agent's clock as ingest last judged it (migration 0015): unknown, ok, skewed, restamped or suspect.
+    clock_state: str = "unknown"
+    readings_restamped: int = 0
+    readings_suspect: int = 0
 
 
 def slugify(name: str) -> str:
@@ -294,7 +298,8 @@ async def list_agents(conn: Conn, org_id: str | None = None, site_id: str | None
     """Enrolled agents (revoked ones too), by site then id."""
     async with conn.cursor(row_factory=class_row(AgentInfo)) as cur:
         await cur.execute(
-            "SELECT id, org_id, site_id, status, version, hostname, enrolled_at, last_seen_at, hw_seq, clock_skew_s "
+            "SELECT id, org_id, site_id, status, version, hostname, enrolled_at, last_seen_at, hw_seq, clock_skew_s, "
+            "clock_state, readings_restamped, readings_suspect "
             "FROM agents WHERE (%(org)s::text IS NULL OR org_id = %(org)s) "
             "AND (%(site)s::text IS NULL OR site_id = %(site)s) ORDER BY org_id, site_id, id",
             {"org": org_id, "site": site_id},

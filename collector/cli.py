@@ -389,8 +389,13 @@ def agents_list(
         _json(agents)
     else:
         _table(
-            ["ID", "ORG", "SITE", "STATUS", "VERSION", "LAST SEEN", "HW SEQ"],
-            [(a.id, a.org_id, a.site_id, a.status, a.version, a.last_seen_at, a.hw_seq) for a in agents],
+            ["ID", "ORG", "SITE", "STATUS", "VERSION", "LAST SEEN", "HW SEQ", "CLOCK", "SKEW", "RESTAMPED", "SUSPECT"],
+            [
+                (a.id, a.org_id, a.site_id, a.status, a.version, a.last_seen_at, a.hw_seq, a.clock_state,
+                 "" if a.clock_skew_s is None else f"{a.clock_skew_s:+.1f}s", a.readings_restamped,
+                 a.readings_suspect)
+                for a in agents
+            ],
         )
 
 

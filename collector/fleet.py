@@ -40,7 +40,7 @@ _AGENT_COLUMNS = """
 a.id, a.org_id, a.site_id, a.status, a.version, a.hostname, a.enrolled_at, a.revoked_at, a.last_seen_at,
 a.last_heartbeat_at, a.hw_seq, a.clock_skew_s, a.backlog_records, a.backlog_oldest_at, a.sources_total,
 a.sources_down, a.disk_free_bytes, a.config_applied_version, a.config_applied_at, a.config_rejected_version,
-a.config_error, a.rotate_requested_at, a.key_rotated_at,
+a.config_error, a.rotate_requested_at, a.key_rotated_at, a.clock_state, a.readings_restamped, a.readings_suspect,
 (SELECT c.version FROM config_versions c WHERE c.org_id = a.org_id
    AND ((c.scope = 'agent' AND c.target = a.id) OR (c.scope = 'site' AND c.target = a.site_id) OR c.scope = 'all')
    ORDER BY c.version DESC LIMIT 1) AS config_desired_version
@@ -94,6 +94,10 @@ class FleetAgent:
     config_state: str
     rotate_requested_at: datetime | None
     key_rotated_at: datetime | None
+    # The agent's clock as ingest judged it and the readings it re-stamped or flagged (migration 0015).
+    clock_state: str = "unknown"
+    readings_restamped: int = 0
+    readings_suspect: int = 0
 
     def as_json(self, now: datetime) -> dict[str, Any]:
         """JSON-ready, with ages in seconds beside the times (`last_seen` is the last contact of any kind)."""

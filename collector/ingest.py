@@ -17,8 +17,11 @@ their raw rows and rollups (store.py), and the new mark `max(old, seq_last)`. A 
 retried batch therefore adds nothing, and the answer's `acked_seq` tells the agent it may
 delete everything up to it.
 
-Every batch also records the agent's clock skew on its row (its `sent_at_ms`, the agent's own
-clock, minus ours), for the fleet to see; a skew past CLOCK_SKEW_WARN_S is logged when it appears.
+The same transaction keeps the agent's clock picture (migration 0015): its skew (the batch's
+`sent_at_ms`, the agent's own uncorrected clock, minus ours: the signed request timestamp is
+corrected by the agent and would hide it), how many fresh records arrived re-stamped or
+suspect (each record's `clock`), and a clock state: `skewed` beyond `CLOCK_SKEW_LIMIT_S`, else
+`suspect` or `restamped` when the batch carried such records, else `ok`.
 
 Public keys of active agents are cached for a few seconds so most uploads verify without a
 query; the transaction re-reads the agent row, so a revocation bites on the very next upload,
@@ -29,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -39,8 +42,7 @@ import psycopg
 from aiohttp import web
 from footfall.protocol.envelope import CONTENT_TYPE, Batch, decode_body
 from footfall.protocol.errors import AuthError, BadSignature, BatchTooLarge, MalformedBatch, ProtocolError
-from footfall.protocol.fleet import clock_skew, read_clock_offset
-from footfall.protocol.records import Count, Occupancy, Record, Transaction
+from footfall.protocol.records import Count, Occupancy, Record, SensorEvent, Transaction
 from footfall.protocol.signing import check_timestamp, read_headers, verify_request
 from psycopg_pool import AsyncConnectionPool
 
@@ -62,8 +64,8 @@ _LATEST_MS = int(LATEST.timestamp() * 1000)
 MAX_PEOPLE = 10**9
 MAX_AMOUNT_MINOR = 10**12
 _RETRIES = 3
-# An agent clock further off than this is logged once when it goes wrong (the skew is on the agent's row always).
-CLOCK_SKEW_WARN_S = 60.0
+# An agent clock further than this from ours is shown as `skewed` (agents hold readings they time meanwhile).
+CLOCK_SKEW_LIMIT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,9 +194,9 @@ class Ingest:
                 f"the batch says it is from {batch.agent!r} but the request is signed by {signed.agent!r}",
                 code="agent_mismatch",
             )
-        # The agent's own clock: its request timestamp less the correction it says it applied (SPEC.md §8).
-        skew_s = clock_skew(signed.timestamp, read_clock_offset(request.headers), now)
-        return await self.commit(batch, key, skew_s=skew_s), signed.agent
+        # The agent's own clock, as it stamped the signed batch: its request timestamp may already be
+        # corrected by the offset it learnt from us (SPEC.md §4), which would hide the skew.
+        return await self.commit(batch, key, skew_s=batch.sent_at_ms / 1000 - now), signed.agent
 
     async def _read_body(self, request: web.Request) -> bytes:
         body = await read_limited(request, self.max_body)
@@ -266,14 +268,34 @@ class Ingest:
                     ctx = AgentContext(batch.agent, org_id, site_id, ZoneInfo(timezone), day_reset)
                     await self.store.write(conn, ctx, fresh)
                 acked = max(hw_seq, batch.seq_last)
+                restamped, suspect = flagged(fresh)
+                state = clock_state(batch.records, skew_s)
                 await conn.execute(
-                    "UPDATE agents SET hw_seq = %s, last_seen_at = now(), clock_skew_s = %s WHERE id = %s",
-                    (acked, skew_s, batch.agent),
+                    "UPDATE agents SET hw_seq = %s, last_seen_at = now(), clock_skew_s = %s, clock_state = %s, "
+                    "clock_checked_at = now(), readings_restamped = readings_restamped + %s, "
+                    "readings_suspect = readings_suspect + %s WHERE id = %s",
+                    (acked, skew_s, state, restamped, suspect, batch.agent),
                 )
-        if abs(skew_s) > CLOCK_SKEW_WARN_S and (old_skew is None or abs(old_skew) <= CLOCK_SKEW_WARN_S):
+        if abs(skew_s) > CLOCK_SKEW_LIMIT_S and (old_skew is None or abs(old_skew) <= CLOCK_SKEW_LIMIT_S):
             event(log, "agent_clock_skewed", logging.WARNING, agent=batch.agent, skew_s=round(skew_s, 1),
                   hint="the gateway's clock is wrong: check its NTP; readings keep their device times")
         return IngestResult(len(fresh), len(batch.records) - len(fresh), acked)
+
+
+def flagged(records: Sequence[Record]) -> tuple[int, int]:
+    """How many readings (events are not readings) arrived re-stamped, and how many suspect."""
+    readings = [r for r in records if not isinstance(r, SensorEvent)]
+    return sum(r.clock == "restamped" for r in readings), sum(r.clock == "suspect" for r in readings)
+
+
+def clock_state(records: Sequence[Record], skew_s: float) -> str:
+    """The agent's clock as one batch shows it: skewed, suspect, restamped or ok (a replay shows the same)."""
+    restamped, suspect = flagged(records)
+    if abs(skew_s) > CLOCK_SKEW_LIMIT_S:
+        return "skewed"
+    if suspect:
+        return "suspect"
+    return "restamped" if restamped else "ok"
 
 
 def check_bounds(batch: Batch) -> None:

@@ -36,7 +36,7 @@ def counting(profile: Profile) -> str:
 
 def time_convention(profile: Profile) -> str:
     """How the profile reads the device's times."""
-    if any(spec.path == "@received" for spec in profile.fields.values() if spec.kind == "time"):
+    if profile.time.source == "agent":
         return "the device sends no time: a reading's time is when the agent received it (UTC)"
     fmt = profile.time.format
     if fmt in ("epoch_s", "epoch_ms"):

@@ -27,6 +27,14 @@ The rules (design.md, "Counter semantics"):
 - With `[dedupe] event_id`, a frame whose event id was already taken is a resend whole.
 - With `[dedupe] void_needs_sale`, a void counts only if its sale was taken: a POS that voids
   a parked sale never sold anything, and subtracting it would undercount.
+- When the agent's clock times the readings (polled totals, `[time] source = "agent"`), the
+  period is measured on the monotonic clock, so a wall-clock step (NTP's first sync, a
+  `date -s`) never makes a negative, empty or overlapping-by-repetition period: its length is
+  the monotonic time between the two readings, it ends at this reading's time, and it starts
+  exactly where the previous one ended unless the wall clock stepped in between. Newer means
+  later on the monotonic clock. Across a reboot of the gateway the monotonic clock restarts:
+  the period then runs from the previous reading's time, and is flagged `suspect` unless
+  both readings had a trusted clock (agent/clock.py).
 
 All state goes through `CounterState`, which the buffer's `Txn` implements: what is read and
 written here commits or rolls back with the records it produced.
@@ -39,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from footfall.agent.decode.readings import CumulativeCount, Reading
-from footfall.protocol.records import Count, Occupancy, Record, SensorEvent, Transaction
+from footfall.protocol.records import ClockQuality, Count, Occupancy, Record, SensorEvent, Transaction
 
 _SEP = "\x1f"
 
@@ -148,13 +156,22 @@ def _is_resend(state: CounterState, reading: Count | Occupancy | Transaction, po
             return True
         state.put_state(mark, {"end_ms": reading.end_ms})
         return False
-    if isinstance(reading, Count):
-        scope, key = f"period{_SEP}{reading.sensor}{_SEP}{reading.line}", str(reading.start_ms)
-    elif isinstance(reading, Occupancy):
-        scope, key = f"occupancy{_SEP}{reading.sensor}{_SEP}{reading.zone}", str(reading.at_ms)
-    else:
-        scope, key = f"txn{_SEP}{reading.terminal}", f"{reading.kind}{_SEP}{reading.txn_id}"
+    scope, key = dedupe_key(reading)
     return not state.first_seen(scope, key, policy.keep_ms)
+
+
+def dedupe_key(reading: Count | Occupancy | Transaction) -> tuple[str, str]:
+    """The (scope, key) under which a reading is remembered to drop its resends."""
+    if isinstance(reading, Count):
+        return f"period{_SEP}{reading.sensor}{_SEP}{reading.line}", str(reading.start_ms)
+    if isinstance(reading, Occupancy):
+        return f"occupancy{_SEP}{reading.sensor}{_SEP}{reading.zone}", str(reading.at_ms)
+    return f"txn{_SEP}{reading.terminal}", f"{reading.kind}{_SEP}{reading.txn_id}"
+
+
+def cumulative_key(sensor: str, line: str) -> str:
+    """The state key of a cumulative counter's last reading."""
+    return f"cumulative{_SEP}{sensor}{_SEP}{line}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,19 +191,27 @@ def advance(previous: int, current: int, modulus: int) -> Step:
     return Step(current, "reset")
 
 
+# Wall and monotonic readings are whole milliseconds: consecutive periods may disagree by a
+# rounding step. Below this the period starts exactly where the previous one ended (clock.STEP_MS).
+_CONTIGUOUS_MS = 1000
+
+
 def _cumulative(state: CounterState, reading: CumulativeCount, policy: CounterPolicy, result: TakeResult) -> None:
-    key = f"cumulative{_SEP}{reading.sensor}{_SEP}{reading.line}"
+    key = cumulative_key(reading.sensor, reading.line)
     saved = state.get_state(key)
     state_now: dict[str, Any] = {"at_ms": reading.at_ms, "entries": reading.entries, "exits": reading.exits}
     if reading.report is not None:
         state_now["report"] = reading.report
     if reading.day:
         state_now["day"] = reading.day
+    if reading.boot:
+        state_now.update(mono_ms=reading.mono_ms, boot=reading.boot, trusted=reading.trusted)
     if saved is None:
         state.put_state(key, state_now)
         result.baselines += 1
         return
-    if reading.at_ms <= saved["at_ms"]:
+    period = _period(saved, reading)
+    if period is None:
         last_report = saved.get("report")
         if reading.report is not None and last_report is not None and reading.report > last_report:
             # A newer report with an older time: the device's clock stepped back. Keep the baseline, so
@@ -198,7 +223,7 @@ def _cumulative(state: CounterState, reading: CumulativeCount, policy: CounterPo
             return
         result.duplicates += 1
         return
-    start = saved["at_ms"]
+    start, clock = period
     if reading.day and saved.get("day") and reading.day != saved["day"]:
         # A new local day: the device restarted from zero at midnight, as it does every day.
         steps = {ch: Step(getattr(reading, ch), "ok") for ch in ("entries", "exits")}
@@ -215,7 +240,33 @@ def _cumulative(state: CounterState, reading: CumulativeCount, policy: CounterPo
             state.append(SensorEvent(reading.sensor, reading.at_ms, kind, detail))  # type: ignore[arg-type]
             result.events += 1
     state.append(
-        Count(reading.sensor, reading.line, start, reading.at_ms, steps["entries"].delta, steps["exits"].delta)
+        Count(
+            reading.sensor,
+            reading.line,
+            start,
+            reading.at_ms,
+            steps["entries"].delta,
+            steps["exits"].delta,
+            clock=clock,
+        )
     )
     result.records += 1
     state.put_state(key, state_now)
+
+
+def _period(saved: dict[str, Any], reading: CumulativeCount) -> tuple[int, ClockQuality] | None:
+    """(start of the period ending at `reading`, its clock quality), or None when the reading is not newer."""
+    if not reading.boot:
+        return (saved["at_ms"], "ok") if reading.at_ms > saved["at_ms"] else None
+    if saved.get("boot") == reading.boot:
+        elapsed = reading.mono_ms - saved["mono_ms"]
+        if elapsed <= 0:
+            return None
+        start = reading.at_ms - elapsed
+        if abs(start - saved["at_ms"]) < _CONTIGUOUS_MS:
+            start = saved["at_ms"]
+        return start, "ok"
+    # The gateway rebooted between the two readings: no common monotonic clock.
+    both_trusted = bool(saved.get("trusted", True)) and reading.trusted
+    start = saved["at_ms"] if saved["at_ms"] < reading.at_ms else reading.at_ms - 1
+    return start, "ok" if both_trusted and saved["at_ms"] < reading.at_ms else "suspect"

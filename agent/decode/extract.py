@@ -124,16 +124,14 @@ class FieldSpec:
 
 @dataclass(frozen=True, slots=True)
 class DecodeContext:
-    """What extraction needs beyond the profile: the source's name, its time zone, the frame's arrival."""
+    """What extraction needs beyond the profile: the source's name, its time zone, and the frame's receipt time.
+
+    `received_ms` is the reading's time for profiles with `[time] source = "agent"` (devices without a clock).
+    """
 
     source: str
     zone: ZoneInfo | None = None
     received_ms: int = 0
-
-
-# Field paths that name the frame, not its content: `@received` is when the agent received it,
-# the reading's time for devices that send no clock (serial counters, Modbus registers).
-FRAME_PATHS = frozenset({"@received"})
 
 
 class Extractor(Protocol):
@@ -263,14 +261,12 @@ def _field_value(
     offsets: dict[str, int | None] | None = None,
 ) -> Any:
     spec = profile.fields.get(name)
+    if name == "at" and profile.time.source == "agent":
+        return ctx.received_ms
     if spec is None:
         return ctx.source if builtin is SOURCE_NAME else builtin
     if spec.value is not ABSENT:
         return spec.value
-    if spec.path == "@received":
-        if not ctx.received_ms:
-            raise DecodeError(f"{name}: the frame has no arrival time (@received)")
-        return ctx.received_ms
     raw = extractor.get(item, spec.compiled)
     label = ("/" if textual else ".").join(p for p in (where, spec.path) if p)
     if raw is ABSENT or raw is None:

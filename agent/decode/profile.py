@@ -36,7 +36,6 @@ from typing import Any, Literal
 from footfall.agent.config import ConfigError, Problem, TableReader, meta
 from footfall.agent.decode.extract import (
     FIELD_KINDS,
-    FRAME_PATHS,
     READING_FIELDS,
     REQUIRED,
     Extractor,
@@ -100,6 +99,10 @@ class TimeSection:
     )
     ambiguous: Literal["earlier", "later", "reject"] = field(
         default="earlier", metadata=meta("choice", "a repeated local hour with no DST flag: earlier, later or reject")
+    )
+    source: Literal["device", "agent"] = field(
+        default="device",
+        metadata=meta("choice", "device: the frame carries the time; agent: the time the agent received or polled it"),
     )
 
 
@@ -260,7 +263,15 @@ def parse_profile(
     options = None
     if extractor is not None and head is not None:
         options = extractor.parse_options(_table(reader, body, head.format), head.format, reader.add)
-    fields = _fields(reader, _table(reader, body, "fields"), head, extractor) if head is not None else {}
+    agent_time = time is not None and time.source == "agent"
+    if agent_time and head is not None and head.reading == "count" and head.counter != "cumulative":
+        reader.add("time.source", 'an interval count\'s periods come from the device; "agent" needs a reading '
+                   "with one time (cumulative count, occupancy, transaction)")
+    fields = (
+        _fields(reader, _table(reader, body, "fields"), head, extractor, agent_time=agent_time)
+        if head is not None
+        else {}
+    )
     framing = parse_framing(_table(reader, body, "framing"), "framing", reader.add) if "framing" in body else None
     rules = _where(reader, _table(reader, body, "where"), extractor)
     time_paths = _time_paths(reader, time, extractor) if time is not None else {}
@@ -437,7 +448,12 @@ def _table(reader: TableReader, data: Mapping[str, Any], name: str) -> Mapping[s
 
 
 def _fields(
-    reader: TableReader, table: Mapping[str, Any], head: ProfileSection, extractor: Extractor | None
+    reader: TableReader,
+    table: Mapping[str, Any],
+    head: ProfileSection,
+    extractor: Extractor | None,
+    *,
+    agent_time: bool = False,
 ) -> dict[str, FieldSpec]:
     shape = f"count/{head.counter}" if head.reading == "count" else head.reading
     rules = READING_FIELDS[shape]
@@ -448,6 +464,10 @@ def _fields(
     for name, (kind, builtin) in rules.items():
         key = f"fields.{name}"
         spec = table.get(name)
+        if agent_time and kind == "time":
+            if spec is not None:
+                reader.add(key, 'comes from the agent\'s clock with [time] source = "agent"; remove it')
+            continue
         if spec is None:
             if builtin is REQUIRED:
                 reader.add(key, f'required for a {shape} profile, e.g. {name} = {{ path = "{name}" }}')
@@ -503,7 +523,7 @@ def _field(
         if extractor is None:
             return None
         try:
-            compiled, *more = [p if p in FRAME_PATHS else extractor.compile_path(p) for p in paths]
+            compiled, *more = [extractor.compile_path(p) for p in paths]
         except ValueError as exc:
             reader.add(f"{key}.path", str(exc))
             return None

@@ -15,7 +15,12 @@ from footfall.protocol.records import Count, Occupancy, Transaction
 
 @dataclass(frozen=True, slots=True)
 class CumulativeCount:
-    """A counter's running totals at one instant (since power-on, a reset, or local midnight)."""
+    """A counter's running totals at one instant (since power-on, a reset, or local midnight).
+
+    When the agent's clock gave `at_ms` (`[time] source = "agent"`), the intake adds that
+    instant's monotonic time and boot id, so that the period between two readings is measured
+    on a clock that never steps (counters.py), and whether the wall clock was trusted then.
+    """
 
     sensor: str
     line: str
@@ -27,6 +32,10 @@ class CumulativeCount:
     # For a counter that restarts at local midnight: the device's local day and when it started.
     day: str = ""
     day_start_ms: int = 0
+    # When the agent's clock gave `at_ms`: its monotonic time, boot id, and whether the wall clock was trusted.
+    mono_ms: int = 0
+    boot: str = ""
+    trusted: bool = True
 
 
 Reading = Count | Occupancy | Transaction | CumulativeCount

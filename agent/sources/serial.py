@@ -10,8 +10,9 @@ with backoff until it is back (a `/dev/serial/by-id/...` name survives re-pluggi
 `/dev/ttyUSB0` may come back under another number).
 
 A device that must be asked (CROWDCOUNTER's `R`) gets `request` written every
-`request_interval`. A frame's reading time (`@received`) is when its last byte arrived, made
-strictly increasing per device so two frames read in one chunk stay two readings.
+`request_interval`. A frame's time (the reading time of `[time] source = "agent"` profiles) is
+when its last byte arrived, made strictly increasing per device so two frames read in one chunk
+stay two readings.
 
 At-most-once from the device's side, by nature: a serial device does not wait for an ack. If
 the buffer cannot commit (disk full), the frame is retried, holding the port's later bytes in

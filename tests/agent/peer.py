@@ -59,6 +59,7 @@ class PeerCollector:
     accepted: list[Record] = field(default_factory=list)
     seen: list[Seen] = field(default_factory=list)
     enrolled: int = 0
+    health_checks: int = 0
     url: str = ""
     _runner: web.AppRunner | None = None
 
@@ -67,6 +68,7 @@ class PeerCollector:
         app = web.Application(client_max_size=16 * 1024 * 1024)
         app.router.add_post("/v1/agents/enroll", self._enroll)
         app.router.add_post("/v1/ingest", self._ingest)
+        app.router.add_get("/v1/health", self._health)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -87,6 +89,10 @@ class PeerCollector:
     def _answer(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
         out = {signing.HEADER_SERVER_TIME: str(int(self.now())), **(headers or {})}
         return web.json_response(body, status=status, headers=out)
+
+    async def _health(self, request: web.Request) -> web.Response:
+        self.health_checks += 1
+        return self._answer(200, {"status": "ok"})
 
     async def _enroll(self, request: web.Request) -> web.Response:
         body = await request.json()

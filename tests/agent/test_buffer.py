@@ -131,6 +131,28 @@ async def test_concurrent_writes_share_one_commit_per_window(tmp_path: Path) -> 
         assert buffer.commits - before <= 2, f"50 writes took {buffer.commits - before} commits"
 
 
+async def test_under_sustained_load_there_is_at_most_one_commit_per_window(tmp_path: Path) -> None:
+    interval = 0.03
+    async with Buffer(tmp_path / "b.sqlite", max_size=1 << 30, commit_interval=interval) as buffer:
+        loop = asyncio.get_running_loop()
+        before = buffer.commits
+        start = loop.time()
+        written = 0
+
+        async def writer(n: int) -> None:
+            nonlocal written
+            for i in range(20):
+                await buffer.append([count(n * 1000 + i)])
+                written += 1
+
+        await asyncio.gather(*(writer(n) for n in range(25)), buffer.ack(0), buffer.ack(0))
+        elapsed = loop.time() - start
+        commits = buffer.commits - before
+    assert written == 500
+    assert commits <= elapsed / interval + 1, f"{commits} commits in {elapsed:.2f} s at one per {interval} s"
+    assert commits < written / 10, "writes share commits"
+
+
 # 5. Delete only after ack; rejected records are kept.
 
 

@@ -48,7 +48,7 @@ def test_an_empty_file_gives_the_documented_defaults(tmp_path: Path) -> None:
     config = load_config(tmp_path / "agent.toml")
     assert config.agent.state_dir == Path("/var/lib/footfall")
     assert config.buffer.max_size == 1024**3
-    assert config.buffer.commit_interval == pytest.approx(0.2)
+    assert config.buffer.commit_interval == pytest.approx(1.0)
     assert config.upload.backoff_max == 300
     assert config.http_push.listen == "127.0.0.1:8088"
     assert config.sources == ()
@@ -112,7 +112,8 @@ path = "/push/entrance"
         "upload.max_records: must be at least 1",
         "upload.max_age:",
         "http_push.listen: must be host:port",
-        "collectr: unknown key; allowed here: agent, collector, buffer, upload, http_push, heartbeat, metrics, sources",
+        "collectr: unknown key; allowed here: agent, collector, buffer, upload, http_push, heartbeat, metrics, clock, "
+        "sources",
         "(did you mean 'collector'?)",
         "sources[1].path: must be a URL path starting with /",
         "sources[2].transport: unknown transport 'carrier-pigeon' (source 'door'); allowed: http_push, serial, modbus",

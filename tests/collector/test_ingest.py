@@ -326,3 +326,58 @@ async def test_the_agents_own_clock_skew_is_recorded_even_when_it_signs_with_a_c
     assert answer.status == 200, answer.body
     skew = await collector.value("SELECT clock_skew_s FROM agents WHERE id = %s", agent.id)
     assert abs(skew - 7200) < 60
+
+
+async def test_ingest_keeps_each_agents_clock_state_skew_and_flagged_counts(collector: RunningCollector) -> None:
+    from dataclasses import replace
+
+    from footfall.collector.cli import app as collector_cli
+    from footfall.protocol.envelope import encode_body, make_batch
+    from typer.testing import CliRunner
+
+    agent = await collector.enroll()
+
+    async def send(records: list[Any], clock_off_s: float = 0.0) -> None:
+        body = encode_body(make_batch(agent.id, records, int((time.time() + clock_off_s) * 1000)))
+        answer = await collector.post_ingest(body, agent.headers(body))
+        assert answer.status == 200, answer.body
+
+    async def picture() -> tuple[Any, ...]:
+        return (await collector.rows(
+            "SELECT clock_state, readings_restamped, readings_suspect, clock_skew_s FROM agents"
+        ))[0]
+
+    first = [
+        replace(count_record(1, T0), clock="restamped"),
+        replace(count_record(2, T0 + timedelta(minutes=15)), clock="restamped"),
+        replace(count_record(3, T0 + timedelta(minutes=30)), clock="suspect"),
+        replace(event_record(4, T0, kind="clock", sensor="agent"), clock="restamped"),  # an event, not a reading
+    ]
+    await send(first)
+    state, restamped, suspect, skew = await picture()
+    assert (state, restamped, suspect) == ("suspect", 2, 1) and abs(skew) < 5
+    await send(first)  # a replay adds nothing
+    assert (await picture())[:3] == ("suspect", 2, 1)
+    await send([replace(count_record(5, T0 + timedelta(hours=1)), clock="restamped")])
+    assert (await picture())[:3] == ("restamped", 3, 1)
+    # The agent's own clock two hours slow, its request timestamp corrected as the protocol allows.
+    await send([count_record(6, T0 + timedelta(hours=2))], clock_off_s=-7200)
+    state, _, _, skew = await picture()
+    assert state == "skewed" and -7210 < skew < -7190
+    await send([count_record(7, T0 + timedelta(hours=3))])
+    assert (await picture())[0] == "ok"
+
+    listed = await asyncio.to_thread(
+        CliRunner().invoke, collector_cli, ["agents", "list", "--database-url", collector.dsn]
+    )
+    assert listed.exit_code == 0, listed.output
+    header, row = listed.stdout.splitlines()[:2]
+    assert header.split()[-4:] == ["CLOCK", "SKEW", "RESTAMPED", "SUSPECT"]
+    assert row.split()[-4] == "ok" and row.split()[-3].endswith("s") and row.split()[-2:] == ["3", "1"]
+    (info,) = await _list_agents(collector)
+    assert (info.clock_state, info.readings_restamped, info.readings_suspect) == ("ok", 3, 1)
+
+
+async def _list_agents(collector: RunningCollector) -> list[admin.AgentInfo]:
+    async with collector.connection() as conn:
+        return await admin.list_agents(conn)
