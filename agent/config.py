@@ -203,6 +203,15 @@ class DeviceOptions:
     )
     reconnect_min: float = field(default=1.0, metadata=meta("duration", "first reconnect delay", positive=True))
     reconnect_max: float = field(default=60.0, metadata=meta("duration", "longest reconnect delay", positive=True))
+    stable_after: float = field(
+        default=30.0,
+        metadata=meta(
+            "duration",
+            "a connection counts as healthy (the reconnect delay starts again from reconnect_min) once a "
+            "frame arrived or it stayed up this long; one that drops sooner keeps the delay growing",
+            positive=True,
+        ),
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

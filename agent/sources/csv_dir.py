@@ -100,7 +100,7 @@ class CsvDirSource:
             options = intake.source.options
             if not isinstance(options, CsvDirOptions):
                 raise TypeError(f"source {intake.source.name!r} is not a csv_dir source")
-            self.folders.append(Folder(intake, options, Backoff(options.reconnect_min, options.reconnect_max)))
+            self.folders.append(Folder(intake, options, Backoff.of(options)))
 
     @classmethod
     def from_config(cls, config: AgentConfig, intakes: Sequence[SourceIntake]) -> CsvDirSource:
@@ -139,7 +139,6 @@ class CsvDirSource:
             if not await asyncio.to_thread(options.path.is_dir):
                 raise SourceError(f"folder {options.path} does not exist (or is not a folder)")
             folder.intake.health.up()
-            folder.backoff.reset()
             await self.scan(folder)
             await asyncio.sleep(options.scan_interval)
 

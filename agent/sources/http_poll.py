@@ -68,7 +68,7 @@ class HttpPollSource:
             options = intake.source.options
             if not isinstance(options, HttpPollOptions):
                 raise TypeError(f"source {intake.source.name!r} is not an http_poll source")
-            self.pollers.append(Poller(intake, options, Backoff(options.reconnect_min, options.reconnect_max)))
+            self.pollers.append(Poller(intake, options, Backoff.of(options)))
         self._log = RateLimitedLog(log, every=60.0)
 
     @classmethod
@@ -126,7 +126,6 @@ class HttpPollSource:
         except aiohttp.ClientError as exc:
             raise SourceError(f"GET {options.url} failed: {exc}") from None
         intake.health.up()
-        poller.backoff.reset()
         if status == 304:
             poller.not_modified += 1
             return None

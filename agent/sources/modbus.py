@@ -136,7 +136,7 @@ class ModbusSource:
         """One task per bus; a bus that is down now is retried, not fatal."""
         for bus in self.buses.values():
             first = bus.units[0]
-            backoff = Backoff(first.options.reconnect_min, first.options.reconnect_max)
+            backoff = Backoff.of(first.options)
             bus.task = asyncio.create_task(
                 keep_running(
                     f"modbus:{bus.key[1]}",
@@ -165,7 +165,6 @@ class ModbusSource:
             if bus.options.mode == "rtu" and not await asyncio.to_thread(os.path.exists, bus.options.serial_port):
                 raise SourceError(port_problem(bus.options.serial_port, FileNotFoundError(2, "missing")))
             await client.connect()
-            backoff.reset()
             for unit in bus.units:
                 unit.intake.health.up()
             event(log, "modbus_connected", bus=client.label, units=len(bus.units))

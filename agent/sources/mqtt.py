@@ -86,9 +86,7 @@ class MqttSource:
             options = intake.source.options
             if not isinstance(options, MqttOptions):
                 raise TypeError(f"source {intake.source.name!r} is not an mqtt source")
-            self.subscriptions.append(
-                Subscription(intake, options, Backoff(options.reconnect_min, options.reconnect_max))
-            )
+            self.subscriptions.append(Subscription(intake, options, Backoff.of(options)))
         self._log = RateLimitedLog(log, every=60.0)
 
     @classmethod
@@ -130,7 +128,6 @@ class MqttSource:
         try:
             async with client:
                 sub.intake.health.up()
-                sub.backoff.reset()
                 event(
                     log,
                     "mqtt_connected",

@@ -5,9 +5,14 @@ bits and byte size, and takes an exclusive lock so a second program cannot read 
 bytes), then read it without blocking the event loop (the port's file descriptor is watched by
 the loop; no thread), feed the bytes to a `Framer`, and hand every frame to the intake. When
 the port vanishes (USB adapter unplugged: the read fails with EIO, or returns nothing), the
-partial frame left is garbage, the source is down, and the task reopens the port by its name
-with backoff until it is back (a `/dev/serial/by-id/...` name survives re-plugging; a
-`/dev/ttyUSB0` may come back under another number).
+partial frame left is garbage, the source is down, and the task reopens the port with backoff
+until it is back. A `/dev/serial/by-id/...` name survives re-plugging; a `/dev/ttyUSB0` may come
+back under another number, and another device may take the old one. So when a port configured
+by its kernel name opens, the source notes the by-id link that points at the same device (and
+logs `serial_stable_name`, suggesting that name for agent.toml); from then on it reconnects
+through that link, wherever the adapter went, and never opens the kernel name again while the
+link is missing (it says it waits for the device by its id). The noted name lives as long as
+the agent runs.
 
 A device that must be asked (CROWDCOUNTER's `R`) gets `request` written every
 `request_interval`. A frame's time (the reading time of `[time] source = "agent"` profiles) is
@@ -25,7 +30,6 @@ import asyncio
 import contextlib
 import errno
 import functools
-import glob
 import logging
 import os
 import termios
@@ -39,6 +43,7 @@ from footfall.agent.decode.extract import DecodeError
 from footfall.agent.intake import SourceIntake
 from footfall.agent.sources.base import Frame, SourceError
 from footfall.agent.sources.framing import Framer, Piece
+from footfall.agent.sources.port_names import BY_ID, present_ports, stable_name
 from footfall.agent.sources.supervise import Backoff, RateLimitedLog, keep_running, now_ms
 
 from footfall.logs import event
@@ -52,10 +57,11 @@ _PARITY = {
     "space": serial.PARITY_SPACE,
 }
 READ_SIZE = 4096
-BY_ID = "/dev/serial/by-id"
 
 
-def open_port(port: str, *, baud: int, parity: str, stop_bits: int, byte_size: int) -> serial.Serial:
+def open_port(
+    port: str, *, baud: int, parity: str, stop_bits: int, byte_size: int, by_id: str = BY_ID
+) -> serial.Serial:
     """Open and configure a port for non-blocking reads; SourceError in plain words when it cannot be."""
     try:
         opened = serial.Serial(
@@ -77,14 +83,14 @@ def open_port(port: str, *, baud: int, parity: str, stop_bits: int, byte_size: i
         os.set_blocking(fd, False)
         return opened
     except (serial.SerialException, OSError, ValueError, termios.error) as exc:
-        raise SourceError(port_problem(port, exc)) from None
+        raise SourceError(port_problem(port, exc, by_id=by_id)) from None
 
 
-def port_problem(port: str, exc: BaseException) -> str:
+def port_problem(port: str, exc: BaseException, *, by_id: str = BY_ID) -> str:
     """What is wrong with a port that would not open, and what to do about it."""
     code = getattr(exc, "errno", None)
     if code == errno.ENOENT or (code is None and not os.path.exists(port)):
-        return f"serial port {port} does not exist (USB adapter unplugged?); {present_ports()}"
+        return f"serial port {port} does not exist (USB adapter unplugged?); {present_ports(by_id)}"
     if code in (errno.EACCES, errno.EPERM):
         return (
             f"permission denied on {port}: add the agent's user to the dialout group "
@@ -96,15 +102,6 @@ def port_problem(port: str, exc: BaseException) -> str:
             "another footfall source); close it"
         )
     return f"cannot open serial port {port}: {exc}"
-
-
-def present_ports() -> str:
-    """The serial ports this machine has, by stable name first."""
-    stable = sorted(glob.glob(f"{BY_ID}/*"))
-    if stable:
-        return "ports present: " + ", ".join(stable)
-    plain = sorted(glob.glob("/dev/ttyUSB*") + glob.glob("/dev/ttyACM*"))
-    return ("ports present: " + ", ".join(plain)) if plain else f"no serial adapters are plugged in ({BY_ID} is empty)"
 
 
 def _unescape(text: str) -> bytes:
@@ -166,6 +163,8 @@ class SerialDevice:
     backoff: Backoff
     skipped: int = 0
     last_ms: int = 0
+    stable: str = ""  # the by-id link noted when the port opened by its kernel name
+    opened: str = ""  # the name the port was last opened by
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     def stamp(self) -> int:
@@ -177,13 +176,15 @@ class SerialDevice:
 class SerialSource:
     """Every serial source of the agent, one task each."""
 
-    def __init__(self, intakes: Sequence[SourceIntake]) -> None:
+    def __init__(self, intakes: Sequence[SourceIntake], *, by_id: str = BY_ID) -> None:
+        self.by_id = by_id
         self.devices: list[SerialDevice] = []
         for intake in intakes:
             options = intake.source.options
             if not isinstance(options, SerialOptions):
                 raise TypeError(f"source {intake.source.name!r} is not a serial source")
-            self.devices.append(SerialDevice(intake, options, Backoff(options.reconnect_min, options.reconnect_max)))
+            backoff = Backoff.of(options)
+            self.devices.append(SerialDevice(intake, options, backoff))
         self._garbage_log = RateLimitedLog(log, every=60.0)
 
     @classmethod
@@ -225,21 +226,53 @@ class SerialSource:
         for device in self.devices:
             device.task = None
 
+    def _where(self, device: SerialDevice) -> str:
+        """The name to open: the noted by-id link once there is one, else the configured port."""
+        if not device.stable:
+            return device.options.port
+        if os.path.exists(device.stable):
+            return device.stable
+        raise SourceError(
+            f"waiting for the device {device.stable} to come back (it was {device.options.port}); "
+            f"{device.options.port} is not opened meanwhile, as another device may have taken that name "
+            "(restart the agent if the adapter was replaced)"
+        )
+
+    def _note_stable_name(self, device: SerialDevice) -> None:
+        """Remember the by-id link of a port opened by its kernel name, and suggest it once."""
+        found = stable_name(device.options.port, self.by_id)
+        if not found:
+            return
+        device.stable = found
+        event(
+            log,
+            "serial_stable_name",
+            logging.WARNING,
+            source=device.intake.source.name,
+            port=device.options.port,
+            by_id=found,
+            hint=f'set port = "{found}" in agent.toml: {device.options.port} may be another device after a re-plug',
+        )
+
     async def _session(self, device: SerialDevice) -> None:
         options, intake = device.options, device.intake
+        where = await asyncio.to_thread(self._where, device)
         port = open_port(
-            options.port,
+            where,
             baud=options.baud,
             parity=options.parity,
             stop_bits=options.stop_bits,
             byte_size=options.byte_size,
+            by_id=self.by_id,
         )
-        reader = PortReader(port, options.port)
+        device.opened = where
+        if not device.stable:
+            await asyncio.to_thread(self._note_stable_name, device)
+        reader = PortReader(port, where)
         assert intake.profile.framing is not None
         framer = Framer(intake.profile.framing)
         intake.health.up()
-        device.backoff.reset()
-        event(log, "serial_open", source=intake.source.name, port=options.port, baud=options.baud)
+        event(log, "serial_open", source=intake.source.name, port=where, baud=options.baud)
         requester = None
         if options.request:
             requester = asyncio.create_task(
@@ -250,9 +283,7 @@ class SerialSource:
             while True:
                 data = await reader.read(options.quiet_after or None)
                 if data is None:
-                    intake.health.failed(
-                        now_ms(), "receiving", f"no data for {options.quiet_after:g}s from {options.port}"
-                    )
+                    intake.health.failed(now_ms(), "receiving", f"no data for {options.quiet_after:g}s from {where}")
                     continue
                 for piece in framer.feed(data):
                     await self._piece(device, piece)
@@ -282,13 +313,13 @@ class SerialSource:
                 "serial_garbage",
                 key=name,
                 source=name,
-                port=device.options.port,
+                port=device.opened,
                 bytes=len(piece.data),
                 why=piece.note,
                 sample=piece.data[:16].hex(" "),
             )
             return
-        frame = Frame(name, piece.data, received_ms=device.stamp(), meta={"port": device.options.port})
+        frame = Frame(name, piece.data, received_ms=device.stamp(), meta={"port": device.opened})
         backoff = Backoff(0.5, 30.0)
         while True:
             try:

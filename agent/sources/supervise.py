@@ -5,6 +5,13 @@ Every pulling transport (serial, modbus, mqtt, http_poll, csv_dir) runs one task
 away, then waits a growing, jittered delay and tries again, for ever, until the agent stops.
 One device's failure therefore never touches another's task, and a fleet of gateways that
 lost the same broker does not reconnect in lockstep.
+
+A connection that opens is not yet a healthy one: a flapping device (a loose USB cable, a
+broker that accepts then drops us, a converter that hangs up at once) would otherwise reset
+the delay on every connect and be hammered at the shortest delay for ever. So the delay starts
+again from its first value only after a session that proved itself: a frame arrived during it,
+or it stayed up for `stable_after` seconds. Any shorter session keeps the delay growing to its
+ceiling.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from footfall.agent.config import DeviceOptions
 from footfall.agent.sources.base import SourceError, SourceHealth
 
 from footfall.logs import event
@@ -25,12 +33,22 @@ log = logging.getLogger("footfall.agent.sources")
 
 @dataclass(slots=True)
 class Backoff:
-    """Delays that double from `initial` up to `maximum`, each with up to half of it taken off at random."""
+    """Delays that double from `initial` up to `maximum`, each with up to half of it taken off at random.
+
+    `stable_after`: how long a session must stay up (without a frame) before `keep_running`
+    counts it as healthy and starts the delays again from `initial`.
+    """
 
     initial: float = 1.0
     maximum: float = 60.0
+    stable_after: float = 30.0
     attempt: int = 0
     rng: random.Random = field(default_factory=random.Random)
+
+    @classmethod
+    def of(cls, options: DeviceOptions) -> Backoff:
+        """The backoff a device's `reconnect_min`, `reconnect_max` and `stable_after` keys ask for."""
+        return cls(options.reconnect_min, options.reconnect_max, stable_after=options.stable_after)
 
     def next(self) -> float:
         """The delay before the next attempt (and count this attempt)."""
@@ -40,7 +58,7 @@ class Backoff:
         return ceiling / 2 + self.rng.uniform(0, ceiling / 2)
 
     def reset(self) -> None:
-        """The device answered: start again from `initial` next time."""
+        """The device proved healthy: start again from `initial` next time."""
         self.attempt = 0
 
 
@@ -83,10 +101,15 @@ async def keep_running(
 ) -> None:
     """Run `session` (connect, then read until the device goes away) again and again, with backoff.
 
-    `session` raises SourceError (or OSError) when the device is unreachable or lost; it calls
-    `backoff.reset()` itself once the device has answered. Cancel the task to stop.
+    `session` raises SourceError (or OSError) when the device is unreachable or lost. The delay
+    starts again from its first value only after a healthy session: one during which a frame
+    reached any of `healths` (their `received` grew), or that lasted `backoff.stable_after`
+    seconds. Cancel the task to stop.
     """
+    loop = asyncio.get_running_loop()
     while True:
+        received = sum(h.received for h in healths)
+        started = loop.time()
         try:
             await session()
             message = f"{what} closed the connection"
@@ -97,6 +120,8 @@ async def keep_running(
         except Exception as exc:
             message = f"internal error: {type(exc).__name__}: {exc}"
             log.exception("source_failed source=%s", name)
+        if sum(h.received for h in healths) > received or loop.time() - started >= backoff.stable_after:
+            backoff.reset()
         delay = backoff.next()
         for health in healths:
             health.down(now_ms(), message)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
+import pytest
 from footfall.agent.buffer import Buffer
 from footfall.agent.config import SerialOptions
 from footfall.agent.decode.checksums import compute
@@ -13,6 +15,8 @@ from footfall.protocol.records import Count, SensorEvent, Transaction
 
 from tests.agent.conftest import eventually
 from tests.agent.sources.conftest import Pty, make_intake, new_pty, records_of, stopped
+
+STABLE = "usb-FTDI_FT232R_USB_UART_A12345-if00-port0"
 
 
 def pc(entries: int, exits: int) -> bytes:
@@ -168,3 +172,122 @@ async def test_a_silent_device_is_reported_after_quiet_after(tmp_path: Path, pty
         await eventually(lambda: intake.health.state == "ok", what="the device speaking again")
     finally:
         await stopped(source)
+
+
+def link_to(link: Path, pty: Pty) -> None:
+    """Point another name at a pty (as udev makes both ttyUSBn and the by-id link)."""
+    tmp = link.with_name(link.name + ".new")
+    tmp.symlink_to(pty.slave_path)
+    os.replace(tmp, link)
+
+
+def events(caplog: pytest.LogCaptureFixture, name: str) -> list[dict[str, object]]:
+    """The fields of every structured event `name` logged so far."""
+    return [r.fields for r in caplog.records if r.getMessage() == name]  # type: ignore[attr-defined]
+
+
+async def test_a_port_named_by_its_kernel_name_is_found_again_by_its_id(
+    tmp_path: Path, ptys: list[Pty], store: Buffer, caplog: pytest.LogCaptureFixture
+) -> None:
+    by_id, dev = tmp_path / "by-id", tmp_path / "dev"
+    by_id.mkdir()
+    dev.mkdir()
+    stable = by_id / STABLE
+    first = new_pty(ptys, dev / "ttyUSB0")  # the adapter, first found as ttyUSB0
+    link_to(stable, first)
+    intake = make_intake(store, "door", "serial", "terabee-evo", fast(dev / "ttyUSB0"))
+    source = SerialSource([intake], by_id=str(by_id))
+    device = source.devices[0]
+    caplog.set_level(logging.INFO, logger="footfall.agent.sources")
+    await source.start()
+    try:
+        await eventually(lambda: intake.health.connected, what="ttyUSB0 to open")
+        (noted,) = events(caplog, "serial_stable_name")
+        assert noted["by_id"] == str(stable) and noted["port"] == str(dev / "ttyUSB0")
+        assert f'port = "{stable}"' in str(noted["hint"]), "the technician is told which name to configure"
+        first.write(pc(10, 4))  # baseline
+        first.write(pc(12, 5))
+        await eventually(lambda: intake.health.accepted == 2, what="two frames on ttyUSB0")
+
+        first.close()  # unplugged: udev removes both names
+        os.unlink(dev / "ttyUSB0")
+        os.unlink(stable)
+        await eventually(lambda: "waiting for the device" in intake.health.last_error, what="the wait by id")
+        assert str(stable) in intake.health.last_error and intake.health.state == "down"
+
+        second = new_pty(ptys, dev / "ttyUSB1")  # plugged back in, as ttyUSB1 this time
+        link_to(stable, second)
+        await eventually(lambda: intake.health.connected, what="the adapter found again by its id")
+        assert device.opened == str(stable)
+        second.write(pc(15, 6))
+        await eventually(lambda: intake.health.accepted == 3, what="a frame after the renumbering")
+
+        second.close()  # gone again, and another device takes the old name ttyUSB0
+        os.unlink(dev / "ttyUSB1")
+        os.unlink(stable)
+        await eventually(lambda: not intake.health.connected, what="the source to go down")
+        stranger = new_pty(ptys, dev / "ttyUSB0")
+        stranger.write(pc(99, 1))
+        tried = device.backoff.attempt
+        await eventually(lambda: device.backoff.attempt >= tried + 2, what="two more attempts")
+        assert not intake.health.connected and intake.health.accepted == 3, "the other device is not read"
+        assert "waiting for the device" in intake.health.last_error and str(stable) in intake.health.last_error
+
+        third = new_pty(ptys, dev / "ttyUSB2")  # ours is back
+        link_to(stable, third)
+        await eventually(lambda: intake.health.connected, what="the adapter back by its id")
+        third.write(pc(20, 8))
+        await eventually(lambda: intake.health.accepted == 4, what="a frame after the second re-plug")
+    finally:
+        await stopped(source)
+    counts = await records_of(store, Count)
+    assert [(c.entries, c.exits) for c in counts] == [(2, 1), (3, 1), (5, 2)], "nothing lost, doubled or foreign"
+    assert intake.health.reconnects == 2
+    assert len(events(caplog, "serial_stable_name")) == 1, "the suggestion is logged once"
+
+
+async def test_a_port_configured_by_id_needs_no_noting(tmp_path: Path, ptys: list[Pty], store: Buffer) -> None:
+    by_id = tmp_path / "by-id"
+    by_id.mkdir()
+    new_pty(ptys, by_id / STABLE)
+    intake = make_intake(store, "door", "serial", "terabee-evo", fast(by_id / STABLE))
+    source = SerialSource([intake], by_id=str(by_id))
+    await source.start()
+    try:
+        await eventually(lambda: intake.health.connected, what="the port to open")
+    finally:
+        await stopped(source)
+    assert source.devices[0].stable == "" and source.devices[0].opened == str(by_id / STABLE)
+
+
+async def test_a_flapping_port_backs_off_to_its_ceiling_until_a_session_proves_healthy(
+    tmp_path: Path, ptys: list[Pty], store: Buffer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A device that opens and hangs up at once is not retried at the first delay for ever."""
+    link = tmp_path / "ttyFLAP"
+    pty = new_pty(ptys, link)
+    options = SerialOptions(port=str(link), baud=115200, reconnect_min=0.05, reconnect_max=0.4, stable_after=60.0)
+    intake = make_intake(store, "door", "serial", "terabee-evo", options)
+    source = SerialSource([intake], by_id=str(tmp_path / "by-id"))
+    caplog.set_level(logging.INFO, logger="footfall.agent.sources")
+    await source.start()
+    try:
+        for flap in range(6):
+            await eventually(lambda: intake.health.connected and intake.health.reconnects == flap, what="an open")  # noqa: B023
+            # The next plug-in is ready before this one hangs up: every failure is a flap, not a missing port.
+            nxt = new_pty(ptys, link)
+            pty.close()
+            pty = nxt
+        await eventually(lambda: intake.health.connected and intake.health.reconnects == 6, what="the 7th open")
+        pty.write(pc(1, 0))  # this session proves healthy
+        await eventually(lambda: intake.health.received == 1, what="a frame")
+        nxt = new_pty(ptys, link)
+        pty.close()
+        await eventually(lambda: intake.health.connected and intake.health.reconnects == 7, what="the 8th open")
+    finally:
+        await stopped(source)
+    delays = [float(str(f["retry_in_s"])) for f in events(caplog, "source_down")]
+    ceilings = [0.05, 0.1, 0.2, 0.4, 0.4, 0.4]
+    assert len(delays) == 7, delays
+    assert all(c / 2 - 0.01 <= d <= c + 0.01 for c, d in zip(ceilings, delays, strict=False)), delays
+    assert delays[6] <= 0.05 + 0.01, f"a healthy session starts the delays again: {delays}"
