@@ -284,6 +284,7 @@ def _ask(
 ) -> str | None:
     """The interactive questions; fills `plan`, returns the enrollment token (or None)."""
     from footfall.agent import wizard
+    from footfall.agent.sources.port_names import list_ports
 
     typer.echo(f"footfall agent init: your answers become {plan.output} (Ctrl-C leaves nothing behind).")
     if plan.output.exists() and not force and not typer.confirm(f"{plan.output} exists. Replace it?", default=False):
@@ -316,8 +317,18 @@ def _ask(
                 continue
             suggest = wizard.SUGGESTIONS.get((transport, f.name))
             default = suggest(name) if suggest else ("" if f.default is MISSING else f.default)
+            if (transport, f.name) == ("serial", "port"):
+                typer.echo("  Serial ports present (stable by-id names first):")
+                typer.echo("\n".join(wizard.port_menu()))
+                default = next((p.name for p in list_ports()), "")
             device.options[f.name] = typer.prompt(f"  {f.name}: {f.metadata['doc']}", default=default,
                                                   show_default=default != "")
+        if transport == "serial":
+            try:
+                device.note = wizard.serial_port(device.options)
+            except wizard.WizardError as exc:
+                typer.echo(f"  {exc}")
+                continue
         if probe and not _probe(device, profiles, plan.listen, timeout, interactive=True):
             continue
         plan.devices.append(device)
@@ -330,8 +341,9 @@ def _probe(device: Any, profiles: dict[str, Any], listen: str, timeout: float, *
     from footfall.agent import wizard
 
     if device.transport != "http_push":
-        device.note = f"not probed: no probe for transport {device.transport} yet"
-        typer.echo(f"  {device.name}: {device.note}", err=True)
+        missing = f"not probed: no probe for transport {device.transport} yet"
+        device.note = f"{device.note}\n{missing}" if device.note else missing
+        typer.echo(f"  {device.name}: {missing}", err=True)
         return True
     path = device.options.get("path", "")
 

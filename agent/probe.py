@@ -31,6 +31,7 @@ from footfall.agent.sources.framing import Framer
 from footfall.agent.sources.modbus import read_unit
 from footfall.agent.sources.modbus_client import ModbusBus, ModbusDeviceError, ModbusNoAnswer
 from footfall.agent.sources.mqtt_client import MqttClient
+from footfall.agent.sources.port_names import BY_ID, stable_name
 from footfall.agent.sources.serial import PortReader, open_port
 from footfall.protocol.records import to_wire
 
@@ -105,12 +106,20 @@ async def probe_serial(
     request: bytes = b"",
     duration: float = 10.0,
     max_frames: int = 20,
+    by_id: str = BY_ID,
 ) -> int:
-    """Read a serial port for `duration` seconds; returns how many frames the adapter took (bytes, without one)."""
+    """Read a serial port for `duration` seconds; returns how many frames the adapter took (bytes, without one).
+
+    A missing port's error lists the ports present (by-id names first); a port given by its
+    kernel name is shown with its by-id name, the one to put in agent.toml.
+    """
     try:
-        opened = open_port(port, baud=baud, parity=parity, stop_bits=stop_bits, byte_size=byte_size)
+        opened = open_port(port, baud=baud, parity=parity, stop_bits=stop_bits, byte_size=byte_size, by_id=by_id)
     except SourceError as exc:
         raise ProbeFailed(str(exc)) from None
+    stable = stable_name(port, by_id)
+    if stable:
+        say(f"{port} is {stable}: use that name in agent.toml (it survives re-plugging; {port} may not)")
     reader = PortReader(opened, port)
     framing = adapter.profile.framing if adapter is not None else None
     framer = Framer(framing) if framing is not None else None

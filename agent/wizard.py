@@ -14,6 +14,11 @@ refuses the device (pick another adapter); no POST before the timeout (or Enter,
 terminal) writes the device anyway, with a warning in the output and in the file. A transport
 without a probe here yet is written with a note saying so.
 
+Serial ports: the wizard lists the ports present, `/dev/serial/by-id/...` names first (each
+with the kernel name it points at now), and suggests the first; a port given by its kernel name
+is written by its by-id name when it has one, since `/dev/ttyUSB0` may be another device after
+a re-plug (the file's comment says which kernel name it was).
+
 The file is rendered with comments from the config's own field documentation, checked with
 the agent's loader before anything is written, and written atomically. With an enrollment
 token the agent is enrolled right after (`footfall agent enroll`).
@@ -44,6 +49,7 @@ from footfall.agent.config import (
 from footfall.agent.decode.extract import DecodeContext, DecodeError, default_extractors, extract
 from footfall.agent.decode.profile import Profile, load_profiles
 from footfall.agent.decode.readings import CumulativeCount, Reading
+from footfall.agent.sources.port_names import BY_ID, list_ports, present_ports, stable_name
 from footfall.protocol.records import Count, Occupancy, Transaction
 
 DEFAULT_LISTEN = "0.0.0.0:8088"
@@ -97,8 +103,12 @@ def catalogue() -> dict[str, Profile]:
     return load_profiles((), extractors=default_extractors())
 
 
-def parse_device(spec: str, profiles: Mapping[str, Profile]) -> Device:
-    """`name=entrance,adapter=generic-json-counter,path=/push/entrance` -> Device; WizardError naming the problem."""
+def parse_device(spec: str, profiles: Mapping[str, Profile], *, by_id: str = BY_ID) -> Device:
+    """`name=entrance,adapter=generic-json-counter,path=/push/entrance` -> Device; WizardError naming the problem.
+
+    A serial device without `port=` gets the first port present (by-id names first), and one
+    given by its kernel name gets its by-id name (`serial_port`).
+    """
     values: dict[str, str] = {}
     for part in (p for p in spec.split(",") if p.strip()):
         key, sep, value = part.partition("=")
@@ -114,13 +124,44 @@ def parse_device(spec: str, profiles: Mapping[str, Profile]) -> Device:
     if transport not in TRANSPORT_OPTIONS:
         raise WizardError(f"--device {spec!r}: transport must be one of {', '.join(TRANSPORT_OPTIONS)}")
     options = {k: _typed(v) for k, v in values.items()}
+    note = ""
+    if transport == "serial":
+        try:
+            note = serial_port(options, by_id)
+        except WizardError as exc:
+            raise WizardError(f"--device {spec!r}: {exc}") from None
     for f in fields(TRANSPORT_OPTIONS[transport]):
-        if f.default is MISSING and f.name not in options:
+        if f.default is MISSING and f.default_factory is MISSING and f.name not in options:
             suggest = SUGGESTIONS.get((transport, f.name))
             if suggest is None:
                 raise WizardError(f"--device {spec!r}: {f.name}=... is required ({f.metadata['doc']})")
             options[f.name] = suggest(name)
-    return Device(name, adapter, transport, options)
+    return Device(name, adapter, transport, options, note=note)
+
+
+def serial_port(options: dict[str, Any], by_id: str = BY_ID) -> str:
+    """Fill in or firm up a serial device's `port` (the stable by-id name where there is one); a note for the file."""
+    port = str(options.get("port", ""))
+    if not port:
+        ports = list_ports(by_id)
+        if not ports:
+            raise WizardError(f"port=... is required, and none was found to suggest: {present_ports(by_id)}")
+        options["port"] = ports[0].name
+        others = "; also present: " + ", ".join(p.describe() for p in ports[1:]) if ports[1:] else ""
+        return f"port: the first serial port present, {ports[0].describe()}{others}"
+    stable = stable_name(port, by_id)
+    if not stable:
+        return ""
+    options["port"] = stable
+    return f"port: the stable name of {port}, which may be another device after a re-plug"
+
+
+def port_menu(by_id: str = BY_ID) -> list[str]:
+    """The serial ports present, one line each, by-id names first with the kernel name each points at."""
+    ports = list_ports(by_id)
+    if not ports:
+        return [f"  {present_ports(by_id)}"]
+    return [f"  - {p.describe()}" for p in ports]
 
 
 def default_transport() -> str:
