@@ -23,7 +23,7 @@ from footfall.agent.identity import enroll
 from footfall.agent.intake import SourceIntake
 from footfall.agent.pipeline import Pipeline
 from footfall.agent.sources.base import Frame, SourceError
-from footfall.agent.sources.supervise import Backoff
+from footfall.agent.sources.supervise import Backoff, keep_running
 from footfall.agent.status import render
 from footfall.agent.supervise import SourceSupervisor
 from footfall.protocol.records import Count
@@ -82,6 +82,30 @@ def test_backoff_doubles_to_its_ceiling_and_stays_there() -> None:
     assert max(Backoff(0.5, 10.0).next() for _ in range(100)) <= 10.0
     backoff.reset()
     assert 0.5 <= backoff.next() <= 1
+
+
+async def test_keep_running_resets_the_delay_only_after_a_session_that_lasted_stable_after() -> None:
+    """The time half of "healthy" (the frame half is proved on a pty in test_serial.py)."""
+
+    async def attempts(stable_after: float) -> list[int]:
+        backoff = Backoff(0.01, 0.04, stable_after=stable_after)
+        seen: list[int] = []
+
+        async def session() -> None:
+            seen.append(backoff.attempt)
+            raise SourceError("connected, then dropped at once")
+
+        task = asyncio.create_task(keep_running("flaky", session, [], backoff))
+        try:
+            await eventually(lambda: len(seen) >= 6, what="six sessions")
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        return seen[:6]
+
+    assert await attempts(60.0) == [0, 1, 2, 3, 4, 5], "short sessions keep the delay growing"
+    assert await attempts(0.0) == [0, 1, 1, 1, 1, 1], "sessions that lasted stable_after start it again"
 
 
 async def test_a_failing_source_backs_off_while_the_others_and_the_uploads_carry_on(
