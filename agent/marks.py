@@ -133,7 +133,8 @@ def read_marks(path: Path) -> MarkValues | None:
     """The marks in the file at `path` without locking it; None if absent or unreadable."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
+    except OSError:
+        # Absent, or its folder unusable: opening the buffer next says what is wrong.
         return None
     try:
         return _read(fd)

@@ -77,6 +77,7 @@ class SourceSupervisor:
         self.backoff = Backoff(initial, max(ceiling, initial), rng=rng or random.Random())
         self.state = SupervisorState(transport)
         self._clock = clock
+        self._down_error = ""
 
     @property
     def running(self) -> bool:
@@ -100,8 +101,10 @@ class SourceSupervisor:
         self.state.last_error = ""
         self.state.next_attempt_ms = 0
         self.backoff.reset()
+        # Clear only the down state this supervisor set: a transport's own tasks may already have
+        # found a device missing (a serial source starts fine with its adapter unplugged).
         for health in self.healths:
-            if health.state == "down":
+            if health.state == "down" and health.last_error == self._down_error:
                 health.state = "ok"
         event(log, "source_started", transport=self.state.transport, attempts=self.state.attempts)
         return True
@@ -122,6 +125,7 @@ class SourceSupervisor:
         self.state.state = "retrying"
         self.state.last_error = message
         now_ms = int(self._clock() * 1000)
+        self._down_error = f"{message} (retrying)"
         for health in self.healths:
-            health.failed(now_ms, "receiving", f"{message} (retrying)", down=True)
+            health.failed(now_ms, "receiving", self._down_error, down=True)
         return False

@@ -5,11 +5,13 @@ The case format is described in tests/fixtures/adapter_cases.py and firmware-ada
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from footfall.agent.buffer import Buffer
+from footfall.agent.clock import Stamp
 from footfall.agent.decode.extract import DecodeError, default_extractors
 from footfall.agent.decode.profile import load_profiles
 from footfall.agent.decode.signature import SignatureError
@@ -43,10 +45,18 @@ async def test_adapter_case(folder: Path, tmp_path: Path) -> None:
     profile = load_profiles()[case.adapter]
     source = case.source()
     zone = ZoneInfo(case.timezone) if case.timezone else None
+    # The agent's clock, injected: at each frame's `received_ms` (a device without a clock is timed by it).
+    arrival = [0]
+
+    def stamps() -> Stamp:
+        now_ms = arrival[0] or int(time.time() * 1000)
+        return Stamp(now_ms, now_ms, "case", True)
+
     async with Buffer(tmp_path / "buffer.sqlite", max_size=1 << 30, commit_interval=0.0) as buffer:
-        intake = SourceIntake(source, profile, default_extractors()[profile.format], buffer, zone=zone)
+        intake = SourceIntake(source, profile, default_extractors()[profile.format], buffer, zone=zone, stamps=stamps)
         for frame in case.frames:
             want = frame.want
+            arrival[0] = want.get("received_ms", 0)
             arrived = Frame(
                 source.name,
                 frame.payload,

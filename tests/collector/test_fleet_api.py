@@ -11,6 +11,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from footfall.protocol import fleet as proto
+from footfall.protocol.envelope import encode_body, make_batch
 from footfall.protocol.signing import generate_key, public_key_b64, sign_request
 
 from tests.fixtures.collector import Answer, EnrolledAgent, RunningCollector, count_record
@@ -105,8 +106,8 @@ async def test_clock_skew_is_estimated_from_the_request_time_less_the_offset_the
     assert -403 <= corrected.body["clock_skew_s"] <= -398
     row = (await collector.get("/v1/admin/agents", key=key)).body["agents"][0]
     assert -403 <= row["clock_skew_s"] <= -398
-    # Uploads carry the same header and feed the same estimate.
-    body = agent.body([count_record(1, T0)])
+    # Uploads feed the same estimate from their batch's own clock (here 60 s ahead), header or not.
+    body = encode_body(make_batch(agent.id, [count_record(1, T0)], int((time.time() + 60) * 1000)))
     headers = {**agent.headers(body), proto.HEADER_CLOCK_OFFSET: "-60"}
     assert (await collector.post_ingest(body, headers)).status == 200
     row = (await collector.get("/v1/admin/agents", key=key)).body["agents"][0]
