@@ -11,6 +11,10 @@ A poll reads the blocks the unit's register map needs (agent/decode/formats/modb
 hands the words over as one frame, `{"unit": 1, "registers": {"holding": {"0": 7, ...}}}`,
 stamped with the time of the poll. The counter arithmetic (agent/decode/counters.py) turns
 cumulative registers into deltas, wraps and resets, in the same buffer commit as the state.
+
+An RTU bus configured by its kernel name (`/dev/ttyUSB0`) is followed by its by-id link once
+it has opened, as a serial source is (agent/sources/port_names.py): a USB adapter re-plugged as
+`/dev/ttyUSB1` is found again, and another device that took `/dev/ttyUSB0` is not polled.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from footfall.agent.buffer import BufferError
 from footfall.agent.config import AgentConfig, ModbusSourceOptions
@@ -31,6 +35,7 @@ from footfall.agent.decode.formats.modbus import ModbusOptions
 from footfall.agent.intake import SourceIntake
 from footfall.agent.sources.base import Frame, SourceError
 from footfall.agent.sources.modbus_client import ModbusBus, ModbusDeviceError, ModbusNoAnswer
+from footfall.agent.sources.port_names import BY_ID, PortFollower
 from footfall.agent.sources.serial import port_problem
 from footfall.agent.sources.supervise import Backoff, RateLimitedLog, keep_running, now_ms
 
@@ -62,6 +67,7 @@ class Bus:
 
     key: tuple[object, ...]
     options: ModbusSourceOptions
+    follower: PortFollower  # rtu: the serial port, or its by-id link once noted
     units: list[Unit] = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     task: asyncio.Task[None] | None = None
@@ -101,7 +107,8 @@ async def read_unit(client: ModbusBus, unit_id: int, registers: ModbusOptions) -
 class ModbusSource:
     """Every modbus source of the agent, grouped by bus."""
 
-    def __init__(self, intakes: Sequence[SourceIntake]) -> None:
+    def __init__(self, intakes: Sequence[SourceIntake], *, by_id: str = BY_ID) -> None:
+        self.by_id = by_id
         self.buses: dict[tuple[object, ...], Bus] = {}
         for intake in intakes:
             options = intake.source.options
@@ -115,7 +122,7 @@ class ModbusSource:
                     retryable=False,
                 )
             key = bus_key(options)
-            bus = self.buses.setdefault(key, Bus(key, options))
+            bus = self.buses.setdefault(key, Bus(key, options, PortFollower(options.serial_port, by_id)))
             for name in _BUS_KEYS:
                 if getattr(bus.options, name) != getattr(options, name):
                     first = bus.units[0].intake.source.name
@@ -160,11 +167,26 @@ class ModbusSource:
             bus.task = None
 
     async def _session(self, bus: Bus, backoff: Backoff) -> None:
-        client = make_bus(bus.options, max(u.options.timeout for u in bus.units))
+        options = bus.options
+        if options.mode == "rtu":
+            where = await asyncio.to_thread(bus.follower.where)
+            if not await asyncio.to_thread(os.path.exists, where):
+                raise SourceError(port_problem(where, FileNotFoundError(2, "missing"), by_id=self.by_id))
+            options = replace(options, serial_port=where)
+        client = make_bus(options, max(u.options.timeout for u in bus.units))
         try:
-            if bus.options.mode == "rtu" and not await asyncio.to_thread(os.path.exists, bus.options.serial_port):
-                raise SourceError(port_problem(bus.options.serial_port, FileNotFoundError(2, "missing")))
             await client.connect()
+            noted = await asyncio.to_thread(bus.follower.opened) if options.mode == "rtu" else ""
+            if noted:
+                event(
+                    log,
+                    "serial_stable_name",
+                    logging.WARNING,
+                    bus=client.label,
+                    port=bus.options.serial_port,
+                    by_id=noted,
+                    hint=bus.follower.hint("serial_port"),
+                )
             for unit in bus.units:
                 unit.intake.health.up()
             event(log, "modbus_connected", bus=client.label, units=len(bus.units))

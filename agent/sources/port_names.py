@@ -7,6 +7,10 @@ device. udev also makes a link named after the adapter's vendor, model and seria
 These helpers list the ports with their stable names first, and find the stable name of a
 port given by its kernel name. The by-id folder is a parameter everywhere (tests use a folder
 of symlinks to pseudo-terminals).
+
+`PortFollower` is what a source keeps per port: once a port configured by its kernel name has
+opened, it notes the by-id link of that device and from then on names that link (wherever the
+adapter went), or says it waits for it, never the kernel name another device may now have.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import glob
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from footfall.agent.sources.base import SourceError
 
 BY_ID = "/dev/serial/by-id"
 KERNEL_GLOBS = ("/dev/ttyUSB*", "/dev/ttyACM*")
@@ -64,3 +70,34 @@ def present_ports(by_id: str = BY_ID, kernel_globs: Sequence[str] = KERNEL_GLOBS
     if not ports:
         return f"no serial adapters are plugged in ({by_id} is empty)"
     return "ports present: " + ", ".join(p.describe() for p in ports)
+
+
+@dataclass(slots=True)
+class PortFollower:
+    """The name to open a configured port by: the port itself until its by-id link is noted, then the link."""
+
+    port: str
+    by_id: str = BY_ID
+    stable: str = ""
+
+    def where(self) -> str:
+        """The name to open now; SourceError (waiting for the device by its id) while the noted link is missing."""
+        if not self.stable:
+            return self.port
+        if os.path.exists(self.stable):
+            return self.stable
+        raise SourceError(
+            f"waiting for the device {self.stable} to come back (it was {self.port}); {self.port} is not opened "
+            "meanwhile, as another device may have taken that name (restart the agent if the adapter was replaced)"
+        )
+
+    def opened(self) -> str:
+        """Call once the port opened: the by-id link newly noted for it ('' when none, or already noted)."""
+        if self.stable:
+            return ""
+        self.stable = stable_name(self.port, self.by_id)
+        return self.stable
+
+    def hint(self, key: str = "port") -> str:
+        """What to tell the technician about the noted link (`key`: the config key that names the port)."""
+        return f'set {key} = "{self.stable}" in agent.toml: {self.port} may be another device after a re-plug'

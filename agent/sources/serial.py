@@ -43,7 +43,7 @@ from footfall.agent.decode.extract import DecodeError
 from footfall.agent.intake import SourceIntake
 from footfall.agent.sources.base import Frame, SourceError
 from footfall.agent.sources.framing import Framer, Piece
-from footfall.agent.sources.port_names import BY_ID, present_ports, stable_name
+from footfall.agent.sources.port_names import BY_ID, PortFollower, present_ports
 from footfall.agent.sources.supervise import Backoff, RateLimitedLog, keep_running, now_ms
 
 from footfall.logs import event
@@ -161,9 +161,9 @@ class SerialDevice:
     intake: SourceIntake
     options: SerialOptions
     backoff: Backoff
+    follower: PortFollower  # the configured port, or its by-id link once noted
     skipped: int = 0
     last_ms: int = 0
-    stable: str = ""  # the by-id link noted when the port opened by its kernel name
     opened: str = ""  # the name the port was last opened by
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -183,8 +183,7 @@ class SerialSource:
             options = intake.source.options
             if not isinstance(options, SerialOptions):
                 raise TypeError(f"source {intake.source.name!r} is not a serial source")
-            backoff = Backoff.of(options)
-            self.devices.append(SerialDevice(intake, options, backoff))
+            self.devices.append(SerialDevice(intake, options, Backoff.of(options), PortFollower(options.port, by_id)))
         self._garbage_log = RateLimitedLog(log, every=60.0)
 
     @classmethod
@@ -226,37 +225,9 @@ class SerialSource:
         for device in self.devices:
             device.task = None
 
-    def _where(self, device: SerialDevice) -> str:
-        """The name to open: the noted by-id link once there is one, else the configured port."""
-        if not device.stable:
-            return device.options.port
-        if os.path.exists(device.stable):
-            return device.stable
-        raise SourceError(
-            f"waiting for the device {device.stable} to come back (it was {device.options.port}); "
-            f"{device.options.port} is not opened meanwhile, as another device may have taken that name "
-            "(restart the agent if the adapter was replaced)"
-        )
-
-    def _note_stable_name(self, device: SerialDevice) -> None:
-        """Remember the by-id link of a port opened by its kernel name, and suggest it once."""
-        found = stable_name(device.options.port, self.by_id)
-        if not found:
-            return
-        device.stable = found
-        event(
-            log,
-            "serial_stable_name",
-            logging.WARNING,
-            source=device.intake.source.name,
-            port=device.options.port,
-            by_id=found,
-            hint=f'set port = "{found}" in agent.toml: {device.options.port} may be another device after a re-plug',
-        )
-
     async def _session(self, device: SerialDevice) -> None:
         options, intake = device.options, device.intake
-        where = await asyncio.to_thread(self._where, device)
+        where = await asyncio.to_thread(device.follower.where)
         port = open_port(
             where,
             baud=options.baud,
@@ -266,8 +237,16 @@ class SerialSource:
             by_id=self.by_id,
         )
         device.opened = where
-        if not device.stable:
-            await asyncio.to_thread(self._note_stable_name, device)
+        if await asyncio.to_thread(device.follower.opened):
+            event(
+                log,
+                "serial_stable_name",
+                logging.WARNING,
+                source=intake.source.name,
+                port=options.port,
+                by_id=device.follower.stable,
+                hint=device.follower.hint(),
+            )
         reader = PortReader(port, where)
         assert intake.profile.framing is not None
         framer = Framer(intake.profile.framing)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -192,3 +193,53 @@ async def test_noise_on_the_rtu_line_never_makes_a_reading(store: Buffer, bridge
         await peer.stop()
     assert sum(c.entries for c in await records_of(store, Count)) == 7
     assert not await records_of(store, SensorEvent), "noise never looks like a reset or a wrap"
+
+
+async def test_rtu_bus_renumbered_after_a_replug_is_found_again_by_its_id(
+    tmp_path: Path, store: Buffer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The bug the gateways of other agents have: polling stops once /dev/ttyUSB0 came back as /dev/ttyUSB1."""
+    by_id, dev = tmp_path / "by-id", tmp_path / "dev"
+    by_id.mkdir()
+    dev.mkdir()
+    stable = by_id / "usb-FTDI_USB_RS485_A98765-if00-port0"
+    first, peer = PtyBridge(), ModbusPeer([1])
+    await peer.serve_rtu(first.port_a)
+    (dev / "ttyUSB0").symlink_to(first.port_b)
+    stable.symlink_to(first.port_b)
+    options = ModbusSourceOptions(
+        mode="rtu", serial_port=str(dev / "ttyUSB0"), baud=19200, unit=1, interval=0.05, timeout=0.2,
+        reconnect_min=0.05, reconnect_max=0.2,
+    )
+    intake = make_intake(store, "door", "modbus", "generic-modbus-counter", options)
+    source = ModbusSource([intake], by_id=str(by_id))
+    caplog.set_level(logging.INFO, logger="footfall.agent.sources")
+    peer.set_u32(1, 0, 10)
+    await source.start()
+    second: PtyBridge | None = None
+    try:
+        await eventually(lambda: intake.health.accepted >= 1, what="the baseline poll")
+        assert [r.fields["by_id"] for r in caplog.records if r.getMessage() == "serial_stable_name"] == [str(stable)]  # type: ignore[attr-defined]
+        peer.set_u32(1, 0, 13)
+        await eventually(lambda: _sum(store, "entries", 3), what="a delta on ttyUSB0")
+
+        await peer.stop()  # the RS-485 adapter unplugged: both names go
+        first.close()
+        os.unlink(dev / "ttyUSB0")
+        os.unlink(stable)
+        await eventually(lambda: "waiting for the device" in intake.health.last_error, what="the wait by id")
+
+        second, peer = PtyBridge(), ModbusPeer([1])  # plugged back, as ttyUSB1; the counter kept counting
+        peer.set_u32(1, 0, 15)
+        await peer.serve_rtu(second.port_a)
+        (dev / "ttyUSB1").symlink_to(second.port_b)
+        stable.symlink_to(second.port_b)
+        await eventually(lambda: _sum(store, "entries", 5), what="the count carried on over ttyUSB1")
+    finally:
+        await stopped(source)
+        await peer.stop()
+        first.close()
+        if second is not None:
+            second.close()
+    assert not await records_of(store, SensorEvent), "no counter reset was seen"
+    assert intake.health.reconnects == 1

@@ -257,7 +257,7 @@ async def test_a_port_configured_by_id_needs_no_noting(tmp_path: Path, ptys: lis
         await eventually(lambda: intake.health.connected, what="the port to open")
     finally:
         await stopped(source)
-    assert source.devices[0].stable == "" and source.devices[0].opened == str(by_id / STABLE)
+    assert source.devices[0].follower.stable == "" and source.devices[0].opened == str(by_id / STABLE)
 
 
 async def test_a_flapping_port_backs_off_to_its_ceiling_until_a_session_proves_healthy(
