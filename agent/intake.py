@@ -83,6 +83,7 @@ class SourceIntake:
         # A device spewing garbage must not flood the log: one line per minute, with a count.
         self._rejected_log = RateLimitedLog(log, every=60.0)
         self._stamps = stamps
+        self._last_arrival = (0, "", 0)  # (received_ms, boot id, mono_ms) of the last frame with an arrival time
         self.agent_time = profile.time.source == "agent"
 
     def stamp(self) -> Stamp:
@@ -146,6 +147,14 @@ class SourceIntake:
         """
         self.health.received += 1
         stamp = self.frame_stamp(frame, self.stamp())
+        last_received, last_boot, last_mono = self._last_arrival
+        if frame.received_ms > last_received and stamp.boot_id == last_boot and stamp.mono_ms <= last_mono:
+            # The wall and monotonic clocks are read and rounded to the millisecond apart, so two frames
+            # the transport stamped 1 ms apart (read in one chunk) can land on one monotonic millisecond,
+            # and the second would be taken for a resend of the first: keep them apart on both clocks.
+            stamp = replace(stamp, mono_ms=last_mono + 1)
+        if frame.received_ms > last_received:
+            self._last_arrival = (frame.received_ms, stamp.boot_id, stamp.mono_ms)
         now_ms = stamp.wall_ms
         try:
             extraction = self.decode_frame(frame, stamp)

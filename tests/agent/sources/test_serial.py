@@ -8,8 +8,13 @@ from pathlib import Path
 
 import pytest
 from footfall.agent.buffer import Buffer
-from footfall.agent.config import SerialOptions
+from footfall.agent.clock import Stamp
+from footfall.agent.config import SerialOptions, SourceConfig
 from footfall.agent.decode.checksums import compute
+from footfall.agent.decode.extract import default_extractors
+from footfall.agent.decode.profile import load_profiles
+from footfall.agent.intake import SourceIntake
+from footfall.agent.sources.base import Frame
 from footfall.agent.sources.serial import SerialSource
 from footfall.protocol.records import Count, SensorEvent, Transaction
 
@@ -291,3 +296,20 @@ async def test_a_flapping_port_backs_off_to_its_ceiling_until_a_session_proves_h
     assert len(delays) == 7, delays
     assert all(c / 2 - 0.01 <= d <= c + 0.01 for c, d in zip(ceilings, delays, strict=False)), delays
     assert delays[6] <= 0.05 + 0.01, f"a healthy session starts the delays again: {delays}"
+
+
+async def test_two_frames_of_one_chunk_stay_two_readings_however_the_clocks_round(store: Buffer) -> None:
+    """The wall clock ticked between the two frames, the monotonic one not yet: both are still counted."""
+    profile = load_profiles()["pointsix-beam"]
+    source = SourceConfig(name="beam", transport="serial", adapter="pointsix-beam", options=fast(Path("/dev/null")))
+    now = [Stamp(1_000_001, 5_000, "boot-1", True), Stamp(1_000_002, 5_000, "boot-1", True)]
+    intake = SourceIntake(source, profile, default_extractors()[profile.format], store, stamps=lambda: now.pop(0))
+
+    def line(count: int) -> bytes:
+        data = bytes([0x11]) + ((42 << 2) | 1).to_bytes(4, "big") + count.to_bytes(3, "little") + bytes(5)
+        return (data + bytes([sum(data) & 0xFF])).hex().upper().encode()
+
+    await intake(Frame("beam", line(10), received_ms=1_000_000))  # a baseline, then the next frame of its chunk
+    await intake(Frame("beam", line(14), received_ms=1_000_001))
+    assert [(c.entries, c.exits) for c in await records_of(store, Count)] == [(2, 2)]
+    assert intake.health.dropped == 0
