@@ -98,7 +98,8 @@ async def test_a_reading_travels_from_device_to_collector(tmp_path: Path, peer: 
     run = asyncio.create_task(pipeline.run(stop))
     try:
         await eventually(
-            lambda: "http_push" in pipeline.sources and pipeline.status_path.exists(), what="the agent to start"
+            lambda: getattr(pipeline.sources.get("http_push"), "port", 0) > 0 and pipeline.status_path.exists(),
+            what="the agent to start",
         )
         port = pipeline.sources["http_push"].port  # type: ignore[attr-defined]
         sale = {"terminal": "pos-1", "id": "T-1", "at": "2026-03-08T10:00:00+01:00", "amount": 1250, "currency": "EUR"}

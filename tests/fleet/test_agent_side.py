@@ -52,7 +52,8 @@ async def running() -> AsyncIterator[Callable[[Pipeline], Awaitable[None]]]:
     async def start(pipeline: Pipeline) -> None:
         stop = asyncio.Event()
         started.append((stop, asyncio.create_task(pipeline.run(stop))))
-        await eventually(lambda: "http_push" in pipeline.sources, what="the agent to serve")
+        # A source starts under its supervisor: its port is known once it serves.
+        await eventually(lambda: getattr(pipeline.sources.get("http_push"), "port", 0) > 0, what="the agent to serve")
 
     yield start
     for stop, task in started:
