@@ -65,10 +65,13 @@ async def test_rename_into_place_needs_no_settle(tmp_path: Path, store: Buffer) 
         temp = drop / "export.csv.tmp"
         temp.write_text(HEAD + rows((1, "2026-03-08 11:00:00", 4, 3)))
         os.replace(temp, drop / "export.csv")
-        await eventually(lambda: intake.health.accepted == 1, what="the renamed file")
+        # The file is moved after its commit: wait for both, not just the count.
+        await eventually(
+            lambda: intake.health.accepted == 1 and (drop / "done" / "export.csv").exists(), what="the renamed file"
+        )
     finally:
         await stopped(source)
-    assert not temp.exists() and (drop / "done" / "export.csv").exists()
+    assert not temp.exists()
 
 
 async def test_a_crash_between_commit_and_move_does_not_count_twice(tmp_path: Path, store: Buffer) -> None:
