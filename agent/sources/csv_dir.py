@@ -30,7 +30,7 @@ from footfall.agent.config import AgentConfig, CsvDirOptions
 from footfall.agent.decode.extract import DecodeError
 from footfall.agent.intake import SourceIntake
 from footfall.agent.sources.base import Frame, SourceError
-from footfall.agent.sources.supervise import Backoff, keep_running, now_ms
+from footfall.agent.sources.supervise import Backoff, keep_running, now_ms, stop_tasks
 
 from footfall.logs import event
 
@@ -125,11 +125,7 @@ class CsvDirSource:
     async def stop(self) -> None:
         """Stop watching; a file being committed finishes first."""
         tasks = [f.task for f in self.folders if f.task is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(tasks)
         for folder in self.folders:
             folder.task = None
 

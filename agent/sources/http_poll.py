@@ -14,7 +14,6 @@ delays another's poll.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from collections.abc import Sequence
@@ -26,7 +25,7 @@ from footfall.agent.config import AgentConfig, HttpPollOptions
 from footfall.agent.decode.extract import DecodeError
 from footfall.agent.intake import SourceIntake
 from footfall.agent.sources.base import Frame, SourceError
-from footfall.agent.sources.supervise import Backoff, RateLimitedLog, keep_running, now_ms
+from footfall.agent.sources.supervise import Backoff, RateLimitedLog, keep_running, now_ms, stop_tasks
 
 from footfall import __version__
 from footfall.logs import event
@@ -94,11 +93,7 @@ class HttpPollSource:
     async def stop(self) -> None:
         """Stop polling; a body being committed finishes first."""
         tasks = [p.task for p in self.pollers if p.task is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(tasks)
         for poller in self.pollers:
             poller.task = None
 

@@ -37,7 +37,7 @@ from footfall.agent.sources.base import Frame, SourceError
 from footfall.agent.sources.modbus_client import ModbusBus, ModbusDeviceError, ModbusNoAnswer
 from footfall.agent.sources.port_names import BY_ID, PortFollower
 from footfall.agent.sources.serial import port_problem
-from footfall.agent.sources.supervise import Backoff, RateLimitedLog, keep_running, now_ms
+from footfall.agent.sources.supervise import Backoff, RateLimitedLog, keep_running, now_ms, stop_tasks
 
 from footfall.logs import event
 
@@ -158,11 +158,7 @@ class ModbusSource:
     async def stop(self) -> None:
         """Stop polling; a poll being committed finishes first."""
         tasks = [b.task for b in self.buses.values() if b.task is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(tasks)
         for bus in self.buses.values():
             bus.task = None
 

@@ -27,7 +27,7 @@ from footfall.agent.decode.extract import DecodeError
 from footfall.agent.intake import SourceIntake
 from footfall.agent.sources.base import Frame, SourceError
 from footfall.agent.sources.mqtt_client import Message, MqttClient
-from footfall.agent.sources.supervise import Backoff, RateLimitedLog, keep_running, now_ms
+from footfall.agent.sources.supervise import Backoff, RateLimitedLog, keep_running, now_ms, stop_tasks
 
 from footfall.logs import event
 
@@ -112,11 +112,7 @@ class MqttSource:
     async def stop(self) -> None:
         """Disconnect; messages not yet acknowledged stay with the broker for next time."""
         tasks = [s.task for s in self.subscriptions if s.task is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(tasks)
         for sub in self.subscriptions:
             sub.task = None
 

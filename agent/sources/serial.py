@@ -44,7 +44,7 @@ from footfall.agent.intake import SourceIntake
 from footfall.agent.sources.base import Frame, SourceError
 from footfall.agent.sources.framing import Framer, Piece
 from footfall.agent.sources.port_names import BY_ID, PortFollower, present_ports
-from footfall.agent.sources.supervise import Backoff, RateLimitedLog, keep_running, now_ms
+from footfall.agent.sources.supervise import Backoff, RateLimitedLog, keep_running, now_ms, stop_tasks
 
 from footfall.logs import event
 
@@ -217,11 +217,7 @@ class SerialSource:
     async def stop(self) -> None:
         """Stop reading; a frame being committed finishes first (its commit is shielded)."""
         tasks = [d.task for d in self.devices if d.task is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(tasks)
         for device in self.devices:
             device.task = None
 

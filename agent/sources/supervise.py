@@ -17,11 +17,13 @@ ceiling.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from footfall.agent.config import DeviceOptions
 from footfall.agent.sources.base import SourceError, SourceHealth
@@ -84,6 +86,29 @@ class RateLimitedLog:
         if suppressed:
             fields["suppressed"] = suppressed
         event(self._log, name, level, **fields)
+
+
+async def stop_tasks(tasks: Sequence[asyncio.Task[Any]], *, every: float = 5.0) -> None:
+    """Cancel `tasks` and wait until each has ended, cancelling again every `every` seconds meanwhile.
+
+    One cancel() is not always enough: Python 3.11's asyncio.wait_for can swallow a
+    cancellation that arrives just as its inner future completes (fixed in 3.12), and a library
+    awaiting through it (pymodbus does, for every request) then keeps the cancelled task
+    polling, so that waiting for it once would hang the agent's stop for ever. The pause is
+    long enough for a frame's commit, which a source waits for after its first cancel.
+    Exceptions other than the cancellation propagate, as awaiting the task would.
+    """
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=every)
+        if pending:
+            event(log, "source_task_still_running", logging.WARNING, tasks=len(pending),
+                  hint="cancelled again: a library swallowed the first cancellation")
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def now_ms() -> int:

@@ -23,7 +23,7 @@ from footfall.agent.identity import enroll
 from footfall.agent.intake import SourceIntake
 from footfall.agent.pipeline import Pipeline
 from footfall.agent.sources.base import Frame, SourceError
-from footfall.agent.sources.supervise import Backoff, keep_running
+from footfall.agent.sources.supervise import Backoff, keep_running, stop_tasks
 from footfall.agent.status import render
 from footfall.agent.supervise import SourceSupervisor
 from footfall.protocol.records import Count
@@ -207,3 +207,24 @@ async def test_a_busy_push_port_does_not_stop_the_agent_and_is_taken_once_free(t
 async def _supervisor(pipeline: Pipeline, transport: str) -> SourceSupervisor:
     await eventually(lambda: transport in pipeline.supervisors, what=f"the {transport} supervisor")
     return pipeline.supervisors[transport]
+
+
+async def test_stopping_cancels_again_a_task_that_swallowed_its_first_cancellation() -> None:
+    swallowed = 0
+
+    async def stubborn() -> None:
+        nonlocal swallowed
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                swallowed += 1
+                if swallowed == 1:
+                    continue  # as Python 3.11's wait_for does when a cancel meets a completing future
+                raise
+
+    task = asyncio.create_task(stubborn())
+    await asyncio.sleep(0)
+    async with asyncio.timeout(10):
+        await stop_tasks([task], every=0.05)
+    assert task.cancelled() and swallowed == 2
