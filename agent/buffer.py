@@ -21,7 +21,8 @@ Guarantees (each one is proven by tests/agent/test_buffer.py):
    commits at most once per `commit_interval`, with every write that arrived meanwhile
    (and, when the window is over, every write already waiting in the queue: with a window
    of 0 a burst of writers still shares one fsync), each in a SAVEPOINT so one failing
-   write fails alone.
+   write fails alone. Acks do not wait for the window: each commits at once, without an
+   fsync (a power cut that undoes one only makes a re-send the collector drops).
 5. Delete only after ack. Records leave the buffer when the collector's 2xx acknowledges
    them (`ack`), or, loudly, into the `rejected` table when the collector refused one as
    malformed (kept for inspection, never silently deleted), or through guarantee 6.
@@ -733,6 +734,11 @@ class Buffer:
                 if item is _STOP:
                     stopping = True
                 elif isinstance(item, _Job):
+                    if item.write and not item.durable:
+                        # An ack commits at once, alone and without an fsync: the uploader waits for it
+                        # before its next batch, so a backlog would otherwise drain one batch per window.
+                        self._commit(conn, [item], prune=False)
+                        continue
                     if item.write:
                         group.append(item)
                     else:
