@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import logging
 import os
 import signal
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -56,12 +58,7 @@ from footfall.agent.intake import SourceIntake
 from footfall.agent.marks import read_marks
 from footfall.agent.metrics import AgentMetrics, MetricsServer
 from footfall.agent.sources.base import Source, SourceError, SourceHealth
-from footfall.agent.sources.csv_dir import CsvDirSource
-from footfall.agent.sources.http_poll import HttpPollSource
 from footfall.agent.sources.http_push import HttpPushServer
-from footfall.agent.sources.modbus import ModbusSource
-from footfall.agent.sources.mqtt import MqttSource
-from footfall.agent.sources.serial import SerialSource
 from footfall.agent.supervise import SourceSupervisor
 from footfall.agent.systemd import Notifier, Probe, Watchdog, task_alive, watchdog_interval
 from footfall.agent.uploader import Uploader
@@ -84,15 +81,32 @@ class TransportFactory(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class LazyTransport:
+    """A transport class imported when a source first needs it.
+
+    A gateway with only HTTP counters then never loads pyserial, pymodbus and paho-mqtt (about
+    5 MiB of resident memory on a box that runs for months).
+    """
+
+    module: str
+    name: str
+
+    def from_config(self, config: AgentConfig, intakes: Sequence[SourceIntake], /) -> Source:
+        """Import the transport, then build it for these sources."""
+        factory: TransportFactory = getattr(importlib.import_module(self.module), self.name)
+        return factory.from_config(config, intakes)
+
+
 def default_transports() -> dict[str, TransportFactory]:
-    """Transport name -> the class that runs it (its `from_config` builds one for all its sources)."""
+    """Transport name -> what runs it (its `from_config` builds one for all its sources)."""
     return {
         "http_push": HttpPushServer,
-        "serial": SerialSource,
-        "modbus": ModbusSource,
-        "mqtt": MqttSource,
-        "http_poll": HttpPollSource,
-        "csv_dir": CsvDirSource,
+        "serial": LazyTransport("footfall.agent.sources.serial", "SerialSource"),
+        "modbus": LazyTransport("footfall.agent.sources.modbus", "ModbusSource"),
+        "mqtt": LazyTransport("footfall.agent.sources.mqtt", "MqttSource"),
+        "http_poll": LazyTransport("footfall.agent.sources.http_poll", "HttpPollSource"),
+        "csv_dir": LazyTransport("footfall.agent.sources.csv_dir", "CsvDirSource"),
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -21,7 +22,7 @@ from footfall.agent.decode.formats.tree import TreePath
 from footfall.agent.decode.formats.xml import XmlExtractor
 from footfall.agent.decode.profile import ProfileError, load_profiles
 from footfall.agent.intake import SourceIntake
-from footfall.agent.pipeline import Pipeline
+from footfall.agent.pipeline import LazyTransport, Pipeline
 from footfall.agent.sources.base import Frame
 from footfall.agent.sources.csv_dir import CsvDirSource
 from footfall.agent.sources.http_poll import HttpPollSource
@@ -114,14 +115,18 @@ def test_registries_map_each_name_to_its_class(tmp_path: Path) -> None:
     assert all(e.name == name for name, e in extractors.items())
     assert extractors is not default_extractors(), "a fresh dict each time: no shared global"
     pipeline = Pipeline(AgentConfig())
-    assert pipeline.transports == {
-        "http_push": HttpPushServer,
+    classes = {
         "serial": SerialSource,
         "modbus": ModbusSource,
         "mqtt": MqttSource,
         "http_poll": HttpPollSource,
         "csv_dir": CsvDirSource,
     }
+    assert pipeline.transports["http_push"] is HttpPushServer
+    # The others are imported when a source needs them (a gateway with HTTP counters only loads none).
+    lazy = {name: t for name, t in pipeline.transports.items() if name != "http_push"}
+    assert all(isinstance(t, LazyTransport) for t in lazy.values())
+    assert {name: getattr(importlib.import_module(t.module), t.name) for name, t in lazy.items()} == classes
     assert set(pipeline.transports) == set(TRANSPORT_OPTIONS)
     assert {name: type(e) for name, e in pipeline.extractors.items()} == formats
 
