@@ -28,6 +28,7 @@ from aiohttp import web
 from footfall.collector import admin, balance
 from footfall.collector.app import make_app
 from footfall.collector.embedded_pg import EmbeddedPostgres
+from footfall.collector.errors import MigrationError
 from footfall.collector.migrate import migrate
 from footfall.collector.settings import CollectorSettings
 from footfall.collector.store import Store
@@ -95,11 +96,19 @@ def site_id(index: int) -> str:
 async def _prepare(cluster: EmbeddedPostgres, args: argparse.Namespace, report: Report) -> None:
     wanted = f"sites={args.sites} year={args.year}"
     dsn = cluster.dsn
-    await migrate(dsn)
-    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        await conn.execute("CREATE TABLE IF NOT EXISTS bench_meta (loaded text NOT NULL, rows bigint, seconds float8)")
-        cur = await conn.execute("SELECT loaded, rows, seconds FROM bench_meta")
-        row = await cur.fetchone()
+    row = None
+    try:
+        await migrate(dsn)
+    except MigrationError as exc:
+        # Data loaded by an older schema (a migration edited since): load it again rather than stop.
+        print(f"the data in {args.data_dir} is from another schema ({exc}); loading it again", flush=True)
+    else:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS bench_meta (loaded text NOT NULL, rows bigint, seconds float8)"
+            )
+            cur = await conn.execute("SELECT loaded, rows, seconds FROM bench_meta")
+            row = await cur.fetchone()
     if row is not None and row[0] == wanted and not args.reload:
         report.setup["data"] = f"reused: {wanted}, {row[1]:,} raw count rows (loaded in {row[2]:.0f} s)"
         return
