@@ -115,7 +115,7 @@ class SourceIntake:
     def decode_frame(self, frame: Frame, stamp: Stamp | None = None) -> Extraction:
         """Check the frame's signature (if the profile has one), then extract its readings, skipped items and event.
 
-        With `[time] source = "agent"` the readings' time is `stamp` (now, when not given).
+        With `[time] source = "agent"` the readings' time is `stamp` (the frame's arrival, when not given).
         """
         if self.profile.signature is not None:
             options = self.source.options
@@ -126,7 +126,8 @@ class SourceIntake:
                 getattr(options, "secret", ""),
                 getattr(options, "public_url", ""),
             )
-        stamp = self.frame_stamp(frame, stamp or self.stamp())
+        if stamp is None:
+            stamp = self.frame_stamp(frame, self.stamp())
         context = replace(self.context, received_ms=stamp.wall_ms)
         extraction = extract_frame(self.profile, self.extractor, frame.payload, context)
         if self.agent_time:
