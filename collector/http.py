@@ -1,4 +1,5 @@
-"""HTTP plumbing every endpoint shares: the one error middleware, the server-time header, bounded body reads.
+"""HTTP plumbing every endpoint shares: the one error middleware, the server-time header, and the readers of
+what a caller sends (bounded bodies, JSON objects, whole numbers), each refusing bad input with a 400 naming it.
 
 Every error answer has the same shape, `{"error": code, "message": human text}`, whatever
 raised it: our ApiError tree, the protocol's errors, aiohttp's own (no such route, wrong

@@ -40,7 +40,7 @@ def parse_bound(text: str, zone: ZoneInfo) -> datetime:
             day = date.fromisoformat(text)
         except ValueError:
             raise ValueError(f"{text!r} is not a calendar date (YYYY-MM-DD, such as 2026-03-08)") from None
-        _check_year(day, text)
+        check_year(day, text)
         return start_of_day(day, zone)
     repaired = _LOST_PLUS.sub(r"\1+\2", text)
     try:
@@ -53,13 +53,13 @@ def parse_bound(text: str, zone: ZoneInfo) -> datetime:
         raise ValueError(
             f"{text!r} has no UTC offset; add one (2026-03-08T10:00:00+01:00 or ...Z) or give a date for local midnight"
         )
-    _check_year(moment, text)
+    check_year(moment, text)
     return moment.astimezone(UTC)
 
 
-def _check_year(moment: date, text: str) -> None:
-    """Refuse the first and last years of the calendar: a zone's offset (or a comparison a year back) would take
-    them past what Python's datetime holds."""
+def check_year(moment: date, text: str) -> None:
+    """ValueError for a date in the first or last years of the calendar: a zone's offset (or a comparison a year
+    back) would take it past what Python's datetime holds."""
     if not MIN_YEAR <= moment.year <= MAX_YEAR:
         raise ValueError(f"{text!r} is outside the years {MIN_YEAR}-{MAX_YEAR} this collector answers for")
 

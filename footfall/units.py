@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 import re
 
-_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*")
+_DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)?\s*")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)?\s*", re.IGNORECASE)
+_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)?\s*", re.IGNORECASE)
 _SIZE_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
 # Longer than anything is ever configured, and far inside what timedelta and PostgreSQL's interval can hold.
 MAX_DURATION_S = 100 * 365 * 86400
@@ -27,14 +27,15 @@ def parse_duration(value: str | int | float) -> float:
             raise ValueError(f"a duration must be a finite number of seconds, got {value}")
         if value < 0:
             raise ValueError(f"a duration cannot be negative, got {value}")
-        seconds = value  # compared before float(): an int too big for a float would raise OverflowError
+        seconds = value  # compared before float(): an int too big for a float raises OverflowError
     else:
         match = _DURATION.fullmatch(value)
         if not match:
             raise ValueError(f"expected a duration such as 250ms, 30s, 15m, 24h or 7d, got {_shown(value)}")
         seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
     if seconds > MAX_DURATION_S:
-        raise ValueError(f"a duration must be at most {format_duration(MAX_DURATION_S)} (100 years), got {_shown(value)}")
+        raise ValueError(f"a duration must be at most {format_duration(MAX_DURATION_S)} (100 years), "
+                         f"got {_shown(value)}")
     return float(seconds)
 
 

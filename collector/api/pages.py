@@ -38,10 +38,13 @@ def page_params(params: Mapping[str, str], key: type[Key]) -> tuple[int, Key | N
     if not cursor:
         return limit, None
     after = _after(cursor)
-    if isinstance(after, key) and not isinstance(after, bool):
-        if 1 <= after <= MAX_ID if isinstance(after, int) else 1 <= len(after) <= MAX_KEY_TEXT:
-            return limit, after
+    if isinstance(after, key) and not isinstance(after, bool) and _in_range(after):
+        return limit, after
     raise BadRequest("cursor is not one this collector gave; start again without it", code="bad_cursor")
+
+
+def _in_range(after: int | str) -> bool:
+    return 1 <= after <= MAX_ID if isinstance(after, int) else 1 <= len(after) <= MAX_KEY_TEXT
 
 
 def _after(cursor: str) -> object:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 
 from ..errors import ApiError, BadRequest
-from ..localtime import parse_bound
+from ..localtime import check_year, parse_bound
 from ..measures import METRICS
 from ..periods import (
     COMPARISONS,
@@ -134,6 +134,10 @@ def group_bounds(params: Mapping[str, str], opts: Options) -> tuple[datetime, da
             raise BadRequest(
                 f"`{name}`: {text!r} is not a local date (2026-03-08) or local time (2026-03-08T10:00)", code="bad_date"
             ) from None
+        try:
+            check_year(value, text)
+        except ValueError as exc:
+            raise BadRequest(f"`{name}`: {exc}", code="bad_date") from None
         if value.tzinfo is not None:
             raise BadRequest(
                 f"`{name}`: a group of sites spans time zones; give a local date or time without an offset",

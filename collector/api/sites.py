@@ -22,8 +22,8 @@ from aiohttp import web
 
 from .. import admin, sites
 from ..errors import AdminError, BadRequest, Conflict, NotFound
-from ..http import json_object
-from ..localtime import parse_bound
+from ..http import json_object, shown
+from ..localtime import MAX_YEAR, MIN_YEAR, check_year, parse_bound
 from ..periods import WEEKDAYS
 from ..sitesettings import SensorInfo, SettingsError
 from ..state import STATE
@@ -204,11 +204,13 @@ async def update_sensor_handler(request: web.Request) -> web.Response:
     else:
         try:
             at = datetime.fromisoformat(value) if isinstance(value, str) else None
+            if at is not None:
+                check_year(at, value)
         except ValueError:
             at = None
         if at is None or at.tzinfo is None:
-            raise BadRequest(f"retired_at must be \"now\", an ISO datetime with offset or null, got {value!r}",
-                             code="bad_settings")
+            raise BadRequest(f"retired_at must be \"now\", an ISO datetime with offset (years {MIN_YEAR}-{MAX_YEAR}) "
+                             f"or null, got {shown(value)}", code="bad_settings")
     async with tenant_connection(state.pool, principal.org_id) as conn:
         record = await _site(conn, principal.org_id, request.match_info["site"])
         try:

@@ -12,17 +12,21 @@ import asyncio
 import base64
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import pytest
+from aiohttp import web
 from footfall.collector import admin
 from footfall.collector.errors import AdminError
+from footfall.collector.http import error_middleware
 from footfall.protocol import fleet as proto
 from footfall.protocol.envelope import CONTENT_TYPE as BATCH_TYPE
 from footfall.protocol.signing import generate_key, public_key_b64, sign_request
 
-from tests.fixtures.collector import Answer, EnrolledAgent, RunningCollector
+from tests.fixtures.collector import Answer, EnrolledAgent, RunningCollector, count_record
 from tests.fixtures.json_routes import BODILESS, NOT_JSON, body_routes, fill
 from tests.fixtures.raw_http import raw_request
 
@@ -258,9 +262,56 @@ async def test_a_trailing_newline_fails_every_validating_pattern(collector: Runn
 async def test_dates_at_the_ends_of_the_calendar_are_400(collector: RunningCollector) -> None:
     agent = await collector.enroll(timezone="Asia/Tokyo")
     key = await collector.create_api_key(agent.org, "analyst")
+    assert (await collector.upload(agent, [count_record(1, datetime(2026, 3, 8, 1, tzinfo=UTC))])).status == 200
+    admin_key = await collector.create_api_key(agent.org, "fleet_admin")
+    for moment in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"):
+        patch = json.dumps({"retired_at": moment}).encode()
+        answer = await send(collector, "PATCH", f"/v1/admin/sites/{agent.site}/sensors/door", patch, key=admin_key)
+        refused(answer, 400, "retired_at", "1000-9000")
+    assert await collector.value("SELECT retired_at FROM site_sensors") is None
     for bounds in ({"from": "0001-01-01"}, {"to": "9999-12-31T23:00:00-05:00"}, {"from": "0001-01-01T00:00:00+09:00"}):
         answer = await collector.get(f"/v1/sites/{agent.site}/outages", key=key, params=bounds)
         refused(answer, 400, next(iter(bounds)))
     answer = await collector.get(f"/v1/sites/{agent.site}/metrics", key=key,
                                  params={"from": "0001-01-01", "to": "0001-01-02"})
     refused(answer, 400, "from")
+    for bounds in ({"from": "0001-01-01", "to": "0001-01-02"}, {"from": "9999-12-30", "to": "9999-12-31"}):
+        refused(await collector.get("/v1/metrics", key=key, params=bounds), 400, "from")
+
+
+async def test_the_error_middleware_answers_unchecked_input_errors_with_400_and_logs_them(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The safety net behind the checks at each source: a parser error no check caught is still the client's
+    (400), logged with its traceback so the missing check gets written; a plain ValueError stays a 500 (a bug)."""
+    failures: dict[str, Exception] = {
+        "unicode": UnicodeEncodeError("utf-8", "\udcff", 0, 1, "surrogates not allowed"),
+        "recursion": RecursionError("maximum recursion depth exceeded"),
+        "overflow": OverflowError("date value out of range"),
+        "value": ValueError("a bug"),
+    }
+
+    async def fail(request: web.Request) -> web.Response:
+        raise failures[request.match_info["kind"]]
+
+    app = web.Application(middlewares=[error_middleware(1.0)])
+    app.router.add_get("/{kind}", fail)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        async with aiohttp.ClientSession() as session:
+            answers = {}
+            for kind in failures:
+                async with session.get(f"http://{host}:{port}/{kind}") as response:
+                    answers[kind] = (response.status, await response.json())
+    finally:
+        await runner.cleanup()
+    for kind in ("unicode", "recursion", "overflow"):
+        refused(answers[kind], 400, "cannot read")
+    assert answers["value"] == (500, {"error": "internal_error",
+                                      "message": "the collector failed on this request; it has been logged"})
+    unchecked = [r for r in caplog.records if r.getMessage().startswith("unchecked_input")]
+    assert len(unchecked) == 3 and all(r.exc_info for r in unchecked)
