@@ -29,5 +29,12 @@ def exponent(currency: str) -> int:
 
 
 def to_major(minor: int | float, currency: str) -> Decimal:
-    """An amount in minor units as major units, exactly (6167 EUR -> 61.67; 6167.25 -> 61.6725)."""
-    return Decimal(repr(minor)).scaleb(-exponent(currency))
+    """An amount in minor units as major units, exactly, with at least the currency's decimals.
+
+    6167 EUR -> 61.67, 6167.0 -> 61.67, 6167.25 -> 61.6725, 6167 JPY -> 6167, 6167 KWD -> 6.167.
+    """
+    places = exponent(currency)
+    value = Decimal(repr(minor)).scaleb(-places).normalize()
+    if value.as_tuple().exponent > -places:  # type: ignore[operator]
+        value = value.quantize(Decimal(1).scaleb(-places))
+    return value
