@@ -49,6 +49,7 @@ from footfall.agent.config import (
 from footfall.agent.decode.extract import DecodeContext, DecodeError, default_extractors, extract
 from footfall.agent.decode.profile import Profile, load_profiles
 from footfall.agent.decode.readings import CumulativeCount, Reading
+from footfall.agent.sources.http_push import bearer_matches
 from footfall.agent.sources.port_names import BY_ID, list_ports, present_ports, stable_name
 from footfall.protocol.records import Count, Occupancy, Transaction
 
@@ -202,7 +203,7 @@ async def probe_http_push(
     got: asyncio.Future[ProbeResult] = asyncio.get_running_loop().create_future()
 
     async def handle(request: web.Request) -> web.Response:
-        if token and request.headers.get("Authorization", "") != f"Bearer {token}":
+        if token and not bearer_matches(request.headers.get("Authorization", ""), token):
             return web.json_response({"error": "unauthorized", "message": "this source needs its token"}, status=401)
         payload = await request.read()
         try:
