@@ -18,7 +18,8 @@ Guarantees (each one is proven by tests/agent/test_buffer.py):
    counter state and dedupe keys it reads and updates commit or roll back together with
    the records they produced, so a crash can neither lose nor repeat an interval.
 4. Group commit. Writers enqueue their function and await its commit; the writer thread
-   commits at most once per `commit_interval`, with every write that arrived meanwhile
+   commits at most once per `commit_interval` (the first write after opening at once, however
+   recently the machine booted), with every write that arrived meanwhile
    (and, when the window is over, every write already waiting in the queue: with a window
    of 0 a burst of writers still shares one fsync), each in a SAVEPOINT so one failing
    write fails alone. Acks do not wait for the window: each commits at once, without an
@@ -390,11 +391,14 @@ class Buffer:
         commit_interval: float,
         clock: Callable[[], float] = time.time,
         stamps: Callable[[], Stamp] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.path = Path(path)
         self.max_size = max_size
         self.commit_interval = commit_interval
         self._clock = clock
+        # Times the commit window; injectable because it reads only seconds on a gateway that just booted.
+        self._monotonic = monotonic
         self._stamps = stamps
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -432,7 +436,7 @@ class Buffer:
                 f"cannot make the folder of the buffer {self.path}: {exc.strerror or exc}; check [agent] state_dir"
             ) from None
         try:
-            self._marks = Marks.open(self.marks_path)
+            self._marks = Marks.open(self.marks_path, monotonic=self._monotonic)
         except MarksLocked:
             raise BufferError(
                 f"another footfall process is using {self.path} (a second agent with the same state_dir?); "
@@ -718,15 +722,19 @@ class Buffer:
             return
         self._resolve(ready, None)
         self._publish(conn)
-        last_commit = 0.0
-        last_prune = time.monotonic()
+        now = self._monotonic
+        # No commit yet, so the first write does not wait for a window. Not 0.0: the monotonic clock
+        # counts from boot, and on a gateway up for less than `commit_interval` that would make the
+        # first readings (and everything queued behind them) wait for the rest of the window.
+        last_commit = now() - self.commit_interval
+        last_prune = now()
         group: list[_Job[Any]] = []
         stopping = False
         try:
             while not stopping:
                 timeout = None
                 if group:
-                    timeout = max(0.0, last_commit + self.commit_interval - time.monotonic())
+                    timeout = max(0.0, last_commit + self.commit_interval - now())
                 try:
                     item = self._queue.get(timeout=timeout) if timeout != 0.0 else self._queue.get_nowait()
                 except queue.Empty:
@@ -743,12 +751,12 @@ class Buffer:
                         group.append(item)
                     else:
                         self._read(conn, item)
-                    if not group or time.monotonic() < last_commit + self.commit_interval:
+                    if not group or now() < last_commit + self.commit_interval:
                         continue
                 if group:
                     # Everything already waiting joins this commit: one fsync for all of it.
                     stopping = self._take_waiting(conn, group) or stopping
-                    last_commit = time.monotonic()
+                    last_commit = now()
                     prune = last_commit - last_prune >= PRUNE_EVERY_S
                     if self._commit(conn, group, prune) and prune:
                         last_prune = last_commit

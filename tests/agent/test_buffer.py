@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from footfall.agent.buffer import Buffer, BufferError, Txn, read_stats
+from footfall.agent.marks import Marks, MarkValues, read_marks
 from footfall.protocol.envelope import unpack_record
 from footfall.protocol.records import Count, Record, SensorEvent
 
@@ -166,6 +169,40 @@ async def test_an_ack_does_not_wait_for_the_readings_window(tmp_path: Path) -> N
         stats = await buffer.stats()
         assert (stats.depth, stats.acked_seq) == (1, 1)
         waiting.cancel()
+
+
+def just_booted(uptime_s: float = 5.0) -> Callable[[], float]:
+    """A monotonic clock as on a gateway that booted `uptime_s` ago (whatever this machine's uptime)."""
+    booted = time.monotonic() - uptime_s
+    return lambda: time.monotonic() - booted
+
+
+async def test_the_first_write_commits_at_once_on_a_machine_that_just_booted(tmp_path: Path) -> None:
+    # The commit window counts from the last commit; before the first there is none, even when the
+    # monotonic clock reads less than the window (a gateway up for 5 s, a window of an hour).
+    async with Buffer(tmp_path / "b.sqlite", max_size=1 << 20, commit_interval=3600, monotonic=just_booted()) as buffer:
+        async with asyncio.timeout(30):
+            assert await buffer.append([count(1)]) == [1]
+        waiting = asyncio.create_task(buffer.append([count(2)]))
+        async with asyncio.timeout(30):
+            assert await buffer.ack(1) == 1
+        assert not waiting.done(), "the second write waits for its window"
+        waiting.cancel()
+
+
+def test_the_first_acked_mark_is_written_at_once_on_a_machine_that_just_booted(tmp_path: Path) -> None:
+    # Acked marks are written lazily, at most once a minute: the first one is not a minute late on a
+    # gateway whose monotonic clock reads less than a minute.
+    path = tmp_path / "buffer.sqlite.marks"
+    marks = Marks.open(path, monotonic=just_booted())
+    try:
+        marks.note(acked=7)
+        assert (read_marks(path) or MarkValues()).acked == 7
+        marks.note(acked=8)
+        assert (read_marks(path) or MarkValues()).acked == 7, "later ones wait for the minute"
+    finally:
+        marks.close()
+    assert (read_marks(path) or MarkValues()).acked == 8
 
 
 # 5. Delete only after ack; rejected records are kept.
