@@ -30,12 +30,15 @@ Guarantees (each one is proven by tests/agent/test_buffer.py):
 6. Bounded. The stored bytes (packed size plus a per-row overhead) are kept in `meta`, not
    summed. Past `max_size` the oldest records are dropped down to 90 % of it and a `gap`
    event (sensor "agent") records the exact lost seq range, so the loss is visible upstream.
-   A dropped gap event's own range is carried into the new one. The ranges are exact: a
-   batch is sent only if none of its records was dropped since it was read (`claim`), and
-   while one is being sent (until its ack or failure, `release`) dropping waits, so a record
-   that reaches the collector is never also reported lost. The bound may therefore be
-   exceeded, for the length of one upload attempt (at most `[collector] timeout`), by what
-   arrives meanwhile.
+   A dropped gap event's own range is carried into the new one. A gap event is never held
+   for a trusted clock (guarantee 8): the range it reports needs no clock, so it is queued
+   at once, its time flagged `suspect` while the clock is untrusted (`Txn.append_gap`). The
+   ranges are exact: a batch is sent only if none of its records was dropped since it was
+   read (`claim`), and while one is being sent (until its ack or failure, `release`) dropping
+   waits, so a record that reaches the collector is never also reported lost. The bound may
+   therefore be exceeded, for the length of one upload attempt (at most `[collector]
+   timeout`), by what arrives meanwhile; `release` drops at once what waited (not at the next
+   write, which may be hours away).
 
 7. Never a reused seq, never a crash loop. `buffer.sqlite.marks` (agent/marks.py) keeps a
    reservation above every seq ever given, written before the commit that would pass it,
@@ -51,7 +54,7 @@ Guarantees (each one is proven by tests/agent/test_buffer.py):
    it aside. A missing file with marks left (someone deleted it) is treated the same way.
 8. Clock. Readings timed by the agent while its clock is not trusted (agent/clock.py) wait
    in `pending` with their stamp (boot id, wall-minus-monotonic offset) and are not
-   uploaded; `restamp` moves them into `records` with corrected times (`clock =
+   uploaded (gap events excepted, guarantee 6); `restamp` moves them into `records` with corrected times (`clock =
    "restamped"`) or, from an earlier boot, flagged `suspect`. Dedupe keys written meanwhile
    expire relative to the moment the clock is trusted, and none are pruned before.
    Acks are not worth an fsync: they commit with `synchronous=NORMAL` (a lost ack means
@@ -233,6 +236,17 @@ class Txn:
         self.hold(record, self.stamp)
         return 0
 
+    def append_gap(self, record: SensorEvent) -> int:
+        """A `gap` event, appended at once even while the clock is untrusted (its time then flagged `suspect`).
+
+        What it says, the exact lost seq range, needs no clock. Held like agent-timed readings it would
+        stay on the gateway for as long as the clock stays untrusted (for ever without NTP and with a
+        clock the collector disagrees with) while the readings after the loss reach the collector:
+        the loss would be silent upstream. Returns the seq.
+        """
+        self.meta["gap_events"] += 1
+        return self.append(record if self.trusted else replace(record, clock="suspect"))
+
     def stamped(self, stamp: Stamp) -> StampedTxn:
         """A view for records whose times come from the agent's clock at `stamp`."""
         return StampedTxn(self, stamp)
@@ -356,6 +370,8 @@ class _Job(Generic[T]):
 
 
 _STOP = object()
+# Queued by `release`: drop down to the bound now if overflow waited for the batch in flight.
+_TRIM = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -537,8 +553,12 @@ class Buffer:
         return await self._submit(check, write=False)
 
     def release(self) -> None:
-        """The claimed batch is acked, refused or failed: overflow may drop again (at the next commit)."""
+        """The claimed batch is acked, refused or failed: overflow may drop again, at once if it was held back."""
         self._in_flight = None
+        if self._thread is not None and not self._closed:
+            # Writes that came while the batch was out could not drop the oldest; without this the
+            # buffer would stay over its bound until the next write, hours away in a quiet store.
+            self._queue.put(_TRIM)
 
     async def reject(self, seq: int, reason: str) -> bool:
         """Move one record the collector refused as malformed into `rejected`, with the reason."""
@@ -741,6 +761,9 @@ class Buffer:
                     item = None
                 if item is _STOP:
                     stopping = True
+                elif item is _TRIM:
+                    self._trim(conn)
+                    continue
                 elif isinstance(item, _Job):
                     if item.write and not item.durable:
                         # An ack commits at once, alone and without an fsync: the uploader waits for it
@@ -776,6 +799,8 @@ class Buffer:
                 return False
             if item is _STOP:
                 return True
+            if item is _TRIM:
+                continue  # the group's commit drops what is over the bound
             if item.write:
                 group.append(item)
             else:
@@ -887,7 +912,7 @@ class Buffer:
             )
             if lost_last > acked:
                 where = f"moved to {moved}; `footfall agent buffer salvage` recovers what it can" if moved else ""
-                txn.append_agent_event(
+                txn.append_gap(
                     SensorEvent(
                         sensor="agent",
                         at_ms=now_ms,
@@ -897,7 +922,6 @@ class Buffer:
                         lost_last=lost_last,
                     )
                 )
-                txn.meta["gap_events"] += 1
             history = list(previous.get("files", [])) if isinstance(previous, dict) else []
             txn.put_state(QUARANTINE_KEY, {"files": [*history, info.as_dict()]})
             for key, value in txn.meta.items():
@@ -1018,6 +1042,15 @@ class Buffer:
         self._resolve_all([(job.future, outcome) for job, outcome in zip(group, outcomes, strict=True)])
         return True
 
+    def _trim(self, conn: sqlite3.Connection) -> None:
+        """Commit just the overflow drop, if the buffer is over its bound and no batch is out.
+
+        Without an fsync of its own: a power cut that undoes it brings back the records and takes
+        their gap event with them, in the same transaction; the next durable commit carries it.
+        """
+        if self._meta["bytes"] > self.max_size and self._in_flight is None:
+            self._commit(conn, [], prune=False)
+
     def _corrupt(self, reason: str) -> None:
         event(log, "buffer_corrupt", logging.CRITICAL, path=str(self.path), error=reason,
               hint="the agent stops; its restart moves the file aside and starts a fresh buffer")
@@ -1060,7 +1093,7 @@ class Buffer:
         txn.meta["depth"] -= dropped
         txn.meta["dropped_records"] += dropped
         for lost_first, lost_last in _merge([*carried, (first_seq, last_seq)]):
-            txn.append_agent_event(
+            txn.append_gap(
                 SensorEvent(
                     sensor="agent",
                     at_ms=txn.now_ms,
@@ -1070,7 +1103,6 @@ class Buffer:
                     lost_last=lost_last,
                 )
             )
-            txn.meta["gap_events"] += 1
         event(log, "buffer_overflow", logging.WARNING, dropped=dropped, lost_first=first_seq, lost_last=last_seq)
 
     def _prune_seen(self, conn: sqlite3.Connection, now_ms: int) -> None:
