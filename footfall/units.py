@@ -50,3 +50,11 @@ def format_duration(seconds: float) -> str:
         return f"{hours}h {minutes}m" if minutes else f"{hours}h"
     days, hours = divmod(seconds // 3600, 24)
     return f"{days}d {hours}h" if hours else f"{days}d"
+
+
+def format_size(size: int) -> str:
+    """Bytes in the units config files use: 512 bytes, 64 KiB, 4 MiB, 150.0 MiB, 1 GiB."""
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= scale:
+            return f"{size // scale} {unit}" if size % scale == 0 else f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"
