@@ -18,7 +18,8 @@ Guarantees (each one is proven by tests/agent/test_buffer.py):
    counter state and dedupe keys it reads and updates commit or roll back together with
    the records they produced, so a crash can neither lose nor repeat an interval.
 4. Group commit. Writers enqueue their function and await its commit; the writer thread
-   commits at most once per `commit_interval`, with every write that arrived meanwhile
+   commits at most once per `commit_interval` (the first write after opening at once, however
+   recently the machine booted), with every write that arrived meanwhile
    (and, when the window is over, every write already waiting in the queue: with a window
    of 0 a burst of writers still shares one fsync), each in a SAVEPOINT so one failing
    write fails alone. Acks do not wait for the window: each commits at once, without an
@@ -29,12 +30,15 @@ Guarantees (each one is proven by tests/agent/test_buffer.py):
 6. Bounded. The stored bytes (packed size plus a per-row overhead) are kept in `meta`, not
    summed. Past `max_size` the oldest records are dropped down to 90 % of it and a `gap`
    event (sensor "agent") records the exact lost seq range, so the loss is visible upstream.
-   A dropped gap event's own range is carried into the new one. The ranges are exact: a
-   batch is sent only if none of its records was dropped since it was read (`claim`), and
-   while one is being sent (until its ack or failure, `release`) dropping waits, so a record
-   that reaches the collector is never also reported lost. The bound may therefore be
-   exceeded, for the length of one upload attempt (at most `[collector] timeout`), by what
-   arrives meanwhile.
+   A dropped gap event's own range is carried into the new one. A gap event is never held
+   for a trusted clock (guarantee 8): the range it reports needs no clock, so it is queued
+   at once, its time flagged `suspect` while the clock is untrusted (`Txn.append_gap`). The
+   ranges are exact: a batch is sent only if none of its records was dropped since it was
+   read (`claim`), and while one is being sent (until its ack or failure, `release`) dropping
+   waits, so a record that reaches the collector is never also reported lost. The bound may
+   therefore be exceeded, for the length of one upload attempt (at most `[collector]
+   timeout`), by what arrives meanwhile; `release` drops at once what waited (not at the next
+   write, which may be hours away).
 
 7. Never a reused seq, never a crash loop. `buffer.sqlite.marks` (agent/marks.py) keeps a
    reservation above every seq ever given, written before the commit that would pass it,
@@ -50,7 +54,7 @@ Guarantees (each one is proven by tests/agent/test_buffer.py):
    it aside. A missing file with marks left (someone deleted it) is treated the same way.
 8. Clock. Readings timed by the agent while its clock is not trusted (agent/clock.py) wait
    in `pending` with their stamp (boot id, wall-minus-monotonic offset) and are not
-   uploaded; `restamp` moves them into `records` with corrected times (`clock =
+   uploaded (gap events excepted, guarantee 6); `restamp` moves them into `records` with corrected times (`clock =
    "restamped"`) or, from an earlier boot, flagged `suspect`. Dedupe keys written meanwhile
    expire relative to the moment the clock is trusted, and none are pruned before.
    Acks are not worth an fsync: they commit with `synchronous=NORMAL` (a lost ack means
@@ -232,6 +236,17 @@ class Txn:
         self.hold(record, self.stamp)
         return 0
 
+    def append_gap(self, record: SensorEvent) -> int:
+        """A `gap` event, appended at once even while the clock is untrusted (its time then flagged `suspect`).
+
+        What it says, the exact lost seq range, needs no clock. Held like agent-timed readings it would
+        stay on the gateway for as long as the clock stays untrusted (for ever without NTP and with a
+        clock the collector disagrees with) while the readings after the loss reach the collector:
+        the loss would be silent upstream. Returns the seq.
+        """
+        self.meta["gap_events"] += 1
+        return self.append(record if self.trusted else replace(record, clock="suspect"))
+
     def stamped(self, stamp: Stamp) -> StampedTxn:
         """A view for records whose times come from the agent's clock at `stamp`."""
         return StampedTxn(self, stamp)
@@ -355,6 +370,8 @@ class _Job(Generic[T]):
 
 
 _STOP = object()
+# Queued by `release`: drop down to the bound now if overflow waited for the batch in flight.
+_TRIM = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,11 +407,14 @@ class Buffer:
         commit_interval: float,
         clock: Callable[[], float] = time.time,
         stamps: Callable[[], Stamp] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.path = Path(path)
         self.max_size = max_size
         self.commit_interval = commit_interval
         self._clock = clock
+        # Times the commit window; injectable because it reads only seconds on a gateway that just booted.
+        self._monotonic = monotonic
         self._stamps = stamps
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -432,7 +452,7 @@ class Buffer:
                 f"cannot make the folder of the buffer {self.path}: {exc.strerror or exc}; check [agent] state_dir"
             ) from None
         try:
-            self._marks = Marks.open(self.marks_path)
+            self._marks = Marks.open(self.marks_path, monotonic=self._monotonic)
         except MarksLocked:
             raise BufferError(
                 f"another footfall process is using {self.path} (a second agent with the same state_dir?); "
@@ -533,8 +553,12 @@ class Buffer:
         return await self._submit(check, write=False)
 
     def release(self) -> None:
-        """The claimed batch is acked, refused or failed: overflow may drop again (at the next commit)."""
+        """The claimed batch is acked, refused or failed: overflow may drop again, at once if it was held back."""
         self._in_flight = None
+        if self._thread is not None and not self._closed:
+            # Writes that came while the batch was out could not drop the oldest; without this the
+            # buffer would stay over its bound until the next write, hours away in a quiet store.
+            self._queue.put(_TRIM)
 
     async def reject(self, seq: int, reason: str) -> bool:
         """Move one record the collector refused as malformed into `rejected`, with the reason."""
@@ -718,21 +742,28 @@ class Buffer:
             return
         self._resolve(ready, None)
         self._publish(conn)
-        last_commit = 0.0
-        last_prune = time.monotonic()
+        now = self._monotonic
+        # No commit yet, so the first write does not wait for a window. Not 0.0: the monotonic clock
+        # counts from boot, and on a gateway up for less than `commit_interval` that would make the
+        # first readings (and everything queued behind them) wait for the rest of the window.
+        last_commit = now() - self.commit_interval
+        last_prune = now()
         group: list[_Job[Any]] = []
         stopping = False
         try:
             while not stopping:
                 timeout = None
                 if group:
-                    timeout = max(0.0, last_commit + self.commit_interval - time.monotonic())
+                    timeout = max(0.0, last_commit + self.commit_interval - now())
                 try:
                     item = self._queue.get(timeout=timeout) if timeout != 0.0 else self._queue.get_nowait()
                 except queue.Empty:
                     item = None
                 if item is _STOP:
                     stopping = True
+                elif item is _TRIM:
+                    self._trim(conn)
+                    continue
                 elif isinstance(item, _Job):
                     if item.write and not item.durable:
                         # An ack commits at once, alone and without an fsync: the uploader waits for it
@@ -743,12 +774,12 @@ class Buffer:
                         group.append(item)
                     else:
                         self._read(conn, item)
-                    if not group or time.monotonic() < last_commit + self.commit_interval:
+                    if not group or now() < last_commit + self.commit_interval:
                         continue
                 if group:
                     # Everything already waiting joins this commit: one fsync for all of it.
                     stopping = self._take_waiting(conn, group) or stopping
-                    last_commit = time.monotonic()
+                    last_commit = now()
                     prune = last_commit - last_prune >= PRUNE_EVERY_S
                     if self._commit(conn, group, prune) and prune:
                         last_prune = last_commit
@@ -768,6 +799,8 @@ class Buffer:
                 return False
             if item is _STOP:
                 return True
+            if item is _TRIM:
+                continue  # the group's commit drops what is over the bound
             if item.write:
                 group.append(item)
             else:
@@ -879,7 +912,7 @@ class Buffer:
             )
             if lost_last > acked:
                 where = f"moved to {moved}; `footfall agent buffer salvage` recovers what it can" if moved else ""
-                txn.append_agent_event(
+                txn.append_gap(
                     SensorEvent(
                         sensor="agent",
                         at_ms=now_ms,
@@ -889,7 +922,6 @@ class Buffer:
                         lost_last=lost_last,
                     )
                 )
-                txn.meta["gap_events"] += 1
             history = list(previous.get("files", [])) if isinstance(previous, dict) else []
             txn.put_state(QUARANTINE_KEY, {"files": [*history, info.as_dict()]})
             for key, value in txn.meta.items():
@@ -1010,6 +1042,15 @@ class Buffer:
         self._resolve_all([(job.future, outcome) for job, outcome in zip(group, outcomes, strict=True)])
         return True
 
+    def _trim(self, conn: sqlite3.Connection) -> None:
+        """Commit just the overflow drop, if the buffer is over its bound and no batch is out.
+
+        Without an fsync of its own: a power cut that undoes it brings back the records and takes
+        their gap event with them, in the same transaction; the next durable commit carries it.
+        """
+        if self._meta["bytes"] > self.max_size and self._in_flight is None:
+            self._commit(conn, [], prune=False)
+
     def _corrupt(self, reason: str) -> None:
         event(log, "buffer_corrupt", logging.CRITICAL, path=str(self.path), error=reason,
               hint="the agent stops; its restart moves the file aside and starts a fresh buffer")
@@ -1052,7 +1093,7 @@ class Buffer:
         txn.meta["depth"] -= dropped
         txn.meta["dropped_records"] += dropped
         for lost_first, lost_last in _merge([*carried, (first_seq, last_seq)]):
-            txn.append_agent_event(
+            txn.append_gap(
                 SensorEvent(
                     sensor="agent",
                     at_ms=txn.now_ms,
@@ -1062,7 +1103,6 @@ class Buffer:
                     lost_last=lost_last,
                 )
             )
-            txn.meta["gap_events"] += 1
         event(log, "buffer_overflow", logging.WARNING, dropped=dropped, lost_first=first_seq, lost_last=last_seq)
 
     def _prune_seen(self, conn: sqlite3.Connection, now_ms: int) -> None:

@@ -254,7 +254,7 @@ def init(
                 plan.devices.append(dev)
         text = wizard.render(plan, profiles)
         wizard.check(text, output)
-        wizard.write(text, output, force=force or interactive)
+        wizard.write(text, output, force=force or interactive, state_dir=plan.state_dir)
     except wizard.WizardError as exc:
         typer.echo(f"footfall agent init: {exc}", err=True)
         raise typer.Exit(1) from None

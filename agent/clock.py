@@ -30,7 +30,8 @@ started from an unknown moment): they are uploaded flagged `clock = "suspect"`, 
 early as they can have happened (just after the last trusted commit, kept before this boot
 started) - see `Buffer.restamp`. Until the clock is trusted such records are held in the
 buffer's `pending` table, not uploaded: holding loses nothing, and the collector never gets
-a time we know to be wrong.
+a time we know to be wrong. Gap events are the exception: what they report (the seqs the
+buffer lost) needs no clock, so they go at once, their time flagged `suspect`.
 """
 
 from __future__ import annotations

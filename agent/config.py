@@ -295,6 +295,13 @@ class CsvDirOptions(DeviceOptions):
     )
     done_dir: str = field(default="done", metadata=meta("str", "taken files are moved here (under path)"))
     failed_dir: str = field(default="failed", metadata=meta("str", "refused files are moved here (under path)"))
+    max_file_size: int = field(
+        default=4 * 1024**2,
+        metadata=meta("size", "a larger file is refused unread (decoding takes ~40x its size in memory)", min=1024),
+    )
+    max_line: int = field(
+        default=64 * 1024, metadata=meta("size", "a file with a longer line is refused, read no further", min=256)
+    )
 
 
 TransportOptions = HttpPushOptions | SerialOptions | ModbusSourceOptions | MqttOptions | HttpPollOptions | CsvDirOptions

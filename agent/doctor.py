@@ -6,6 +6,9 @@ others, a key the service user cannot read): `--fix` fixes them, and in a termin
 offers to. The checks, in order:
 
 - config: the file loads with the agent's loader (every problem listed);
+- secrets: a config that holds device tokens, webhook secrets or passwords is not readable by
+  every user (`footfall agent init` writes it so; a hand-edited copy of the packaged 0644 file
+  may not be);
 - key: present, mode 0600, owned by the service user; enrollment recorded;
 - collector: DNS, TCP, TLS (certificate valid, days to expiry), the collector answering, and
   this clock against the collector's (`X-Footfall-Server-Time`);
@@ -124,6 +127,47 @@ def check_config(path: Path) -> tuple[Check, AgentConfig | None]:
         return Check("config", "fail", str(exc), f"edit {path} as each line says, then run this again"), None
     sources = ", ".join(f"{s.name} ({s.transport})" for s in config.sources) or "no sources yet"
     return Check("config", "ok", f"{path} is valid: {sources}"), config
+
+
+# Source options whose value is a credential (CONFIG.md: http_push, mqtt, http_poll).
+SECRET_OPTIONS = ("token", "secret", "password")
+
+
+def config_secrets(config: AgentConfig) -> list[str]:
+    """Where the config holds a credential (`till.token`), by key only: never the value."""
+    return [
+        f"{source.name}.{key}" for source in config.sources for key in SECRET_OPTIONS
+        if getattr(source.options, key, "")
+    ]
+
+
+def check_config_secrets(path: Path, config: AgentConfig, user: ServiceUser) -> list[Check]:
+    """A config holding credentials is not readable by other users (nothing to check without any)."""
+    secrets = config_secrets(config)
+    if not secrets:
+        return []
+    info = path.stat()
+    mode = stat.S_IMODE(info.st_mode)
+    held = ", ".join(secrets)
+    if not mode & 0o007:
+        return [Check("secrets", "ok", f"{path} holds credentials ({held}); other users cannot read it")]
+    if user.exists and info.st_uid != user.uid:
+        # Owned by root, read by the service: its group may read, others not.
+        group = _group_name(user.gid)
+        fix = f"chgrp {group} {path} && chmod 640 {path}"
+
+        def fixer() -> str:
+            os.chown(path, -1, user.gid)
+            os.chmod(path, 0o640)
+            return fix
+    else:
+        fix = f"chmod 600 {path}"
+
+        def fixer() -> str:
+            os.chmod(path, 0o600)
+            return fix
+    return [Check("secrets", "fail", f"{path} holds credentials ({held}) and every user can read it (mode {mode:03o})",
+                  fix, fixer=fixer)]
 
 
 def check_key(state_dir: Path, user: ServiceUser) -> list[Check]:
@@ -394,6 +438,7 @@ async def run_checks(config_path: Path, user: ServiceUser) -> list[Check]:
     checks = [first]
     if config is None:
         return checks
+    checks += check_config_secrets(config_path, config, user)
     checks += check_key(config.agent.state_dir, user)
     url = config.collector.url
     if not url:

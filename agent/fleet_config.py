@@ -12,6 +12,9 @@ Once applied it is kept under the state directory, so a restarted agent runs it 
 - `fleet-config.toml`: the text of the version running;
 - `fleet-config.json`: its version and SHA-256, when it was applied, and the last version
   refused with the reason (so a refused version is not fetched again at every heartbeat).
+Both are written by `private_file.write_private` (atomic, mode 0600 whatever the umask): the
+text may carry device tokens, webhook secrets and broker passwords, and a refusal's reason may
+quote a value.
 
 The local agent.toml stays the technician's file and the fallback: `footfall agent run` uses
 the fleet's version when there is one that still loads, and says so; delete the two files to
@@ -22,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tomllib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -30,6 +32,7 @@ from typing import Any
 
 from footfall.agent.config import AgentConfig, ConfigError, parse_config
 from footfall.agent.decode.profile import load_profiles
+from footfall.agent.private_file import write_private
 from footfall.protocol.fleet import text_sha256
 
 from footfall.logs import event
@@ -80,8 +83,8 @@ def read_state(state_dir: Path) -> FleetConfigState:
 
 
 def write_state(state_dir: Path, state: FleetConfigState) -> None:
-    """Store the state atomically."""
-    _replace(Path(state_dir) / STATE_FILE, json.dumps(state.as_dict(), indent=2) + "\n")
+    """Store the state atomically, mode 0600."""
+    write_private(Path(state_dir) / STATE_FILE, json.dumps(state.as_dict(), indent=2) + "\n")
 
 
 def validate(text: str, local: AgentConfig) -> AgentConfig:
@@ -108,7 +111,7 @@ def validate(text: str, local: AgentConfig) -> AgentConfig:
 
 def store_applied(state_dir: Path, version: int, text: str, state: FleetConfigState, now_ms: int) -> FleetConfigState:
     """Keep the text of an applied version and record it; returns the new state."""
-    _replace(Path(state_dir) / CONFIG_FILE, text)
+    write_private(Path(state_dir) / CONFIG_FILE, text)
     new = replace(
         state,
         applied_version=version,
@@ -143,12 +146,3 @@ def effective_config(local: AgentConfig) -> tuple[AgentConfig, FleetConfigState]
         event(log, "fleet_config_fallback", logging.WARNING, version=state.applied_version, error=str(exc))
         return local, replace(state, fallback_reason=reason)
 
-
-def _replace(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file, fsynced, renamed into place."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

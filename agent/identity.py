@@ -1,11 +1,12 @@
 """Who this agent is: its Ed25519 key, its enrollment record, and the enrollment client.
 
 Under the state directory:
-- `agent.key`: the private key, PKCS#8 PEM, mode 0600. Created with os.open(0600) (never
-  briefly readable by others), fsynced, then renamed into place, so a crash leaves either
-  no key or a whole one. A key that group or others can read is refused: it may have leaked.
+- `agent.key`: the private key, PKCS#8 PEM, mode 0600, written by `private_file.write_private`
+  (created 0600, never briefly readable by others, fsynced, renamed into place), so a crash
+  leaves either no key or a whole one. A key that group or others can read is refused: it may
+  have leaked.
 - `identity.json`: agent_id, collector_url, organization, site, timezone, enrolled_at, written
-  the same atomic way.
+  the same way (0600 too: the collector URL may carry credentials).
 
 Enrollment (protocol/SPEC.md section 5) sends only the public key; the private key never
 leaves this machine. Key generation and encoding come from `footfall.protocol.signing`;
@@ -27,6 +28,7 @@ from typing import Any
 import aiohttp
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from footfall.agent.private_file import fsync_dir, write_private
 from footfall.protocol import signing
 
 from footfall import __version__
@@ -74,28 +76,6 @@ def identity_path(state_dir: Path) -> Path:
     return Path(state_dir) / IDENTITY_FILE
 
 
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Write `data` to `path` with `mode` from creation on, fsync it, rename it into place, fsync the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        os.fchmod(fd, mode)  # the umask may have narrowed the mode given to os.open; never widened it
-        os.write(fd, data)
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def write_key(state_dir: Path, key: Ed25519PrivateKey, *, force: bool = False, name: str = KEY_FILE) -> Path:
     """Save the private key as PKCS#8 PEM, mode 0600; refuses to replace one unless `force`."""
     path = key_path(state_dir, name)
@@ -104,7 +84,7 @@ def write_key(state_dir: Path, key: Ed25519PrivateKey, *, force: bool = False, n
             f"{path} already exists; this agent is enrolled. Use --force to replace its key and re-enroll"
         )
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    _write_atomic(path, pem, 0o600)
+    write_private(path, pem)
     return path
 
 
@@ -132,17 +112,13 @@ def load_key(state_dir: Path, name: str = KEY_FILE) -> Ed25519PrivateKey:
 def promote_key(state_dir: Path, name: str) -> None:
     """Make the key file `name` the agent's key (one atomic rename, then the folder is fsynced)."""
     os.replace(key_path(state_dir, name), key_path(state_dir))
-    dir_fd = os.open(state_dir, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_dir(Path(state_dir))
 
 
 def save_identity(state_dir: Path, identity: Identity) -> Path:
     """Write identity.json atomically."""
     path = identity_path(state_dir)
-    _write_atomic(path, (json.dumps(asdict(identity), indent=2) + "\n").encode(), 0o644)
+    write_private(path, json.dumps(asdict(identity), indent=2) + "\n")
     return path
 
 
@@ -153,6 +129,10 @@ def load_identity(state_dir: Path) -> Identity:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise IdentityError(f"no {path}: this agent is not enrolled; run `footfall agent enroll`") from None
+    except PermissionError:
+        raise IdentityError(
+            f"cannot read {path} (mode 0600): run this as root (sudo) or as the agent's own user"
+        ) from None
     except (OSError, ValueError) as exc:
         raise IdentityError(f"cannot read {path}: {exc}; re-enroll with --force") from None
     names = [f.name for f in fields(Identity)]

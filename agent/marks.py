@@ -29,6 +29,7 @@ import json
 import os
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,18 +58,23 @@ class MarkValues:
 class Marks:
     """The open marks file; `Marks.open(path)`, then `reserve` / `note` / `close`."""
 
-    def __init__(self, path: Path, fd: int, values: MarkValues | None) -> None:
+    def __init__(
+        self, path: Path, fd: int, values: MarkValues | None, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         self.path = path
         self._fd = fd
         self.existed = values is not None
         self.values = values or MarkValues()
-        self._reserved_at = time.monotonic()
+        self._monotonic = monotonic
+        self._reserved_at = monotonic()
         self._reserved_from = self.values.reserved
-        self._lazy_at = 0.0
+        # When the marks were last written lazily; None: not yet, so the first `note` writes at once
+        # (0.0 would hold it back for the first minute after boot: monotonic time starts there).
+        self._lazy_at: float | None = None
         self._dirty = False
 
     @classmethod
-    def open(cls, path: Path) -> Marks:
+    def open(cls, path: Path, *, monotonic: Callable[[], float] = time.monotonic) -> Marks:
         """Open (or create) and lock the marks file; MarksLocked if another process holds it."""
         path = Path(path)
         created = not path.exists()
@@ -82,7 +88,7 @@ class Marks:
             raise
         if created:
             _fsync_dir(path.parent)
-        return cls(path, fd, _read(fd))
+        return cls(path, fd, _read(fd), monotonic)
 
     def close(self) -> None:
         """Write what is pending durably and release the lock."""
@@ -97,7 +103,7 @@ class Marks:
         """Make `reserved` exceed `next_seq` (fdatasync'd) if it does not already; True if it wrote."""
         if next_seq < self.values.reserved:
             return False
-        now = time.monotonic()
+        now = self._monotonic()
         used = max(0, next_seq - self._reserved_from)
         elapsed = max(now - self._reserved_at, 1e-3)
         block = int(min(MAX_BLOCK, max(MIN_BLOCK, used / elapsed * RESERVE_AHEAD_S)))
@@ -115,8 +121,8 @@ class Marks:
         if wall_high_ms is not None and wall_high_ms > self.values.wall_high_ms:
             self.values.wall_high_ms = wall_high_ms
             self._dirty = True
-        now = time.monotonic()
-        if self._dirty and (force or now - self._lazy_at >= LAZY_EVERY_S):
+        now = self._monotonic()
+        if self._dirty and (force or self._lazy_at is None or now - self._lazy_at >= LAZY_EVERY_S):
             self._lazy_at = now
             self._write(durable=force)
 

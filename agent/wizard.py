@@ -20,8 +20,9 @@ is written by its by-id name when it has one, since `/dev/ttyUSB0` may be anothe
 a re-plug (the file's comment says which kernel name it was).
 
 The file is rendered with comments from the config's own field documentation, checked with
-the agent's loader before anything is written, and written atomically. With an enrollment
-token the agent is enrolled right after (`footfall agent enroll`).
+the agent's loader before anything is written, and written atomically with mode 0600 (it may
+hold device tokens and passwords; 0640 with the service's group when root writes it for a
+service user). With an enrollment token the agent is enrolled right after (`footfall agent enroll`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ from footfall.agent.config import (
 from footfall.agent.decode.extract import DecodeContext, DecodeError, default_extractors, extract
 from footfall.agent.decode.profile import Profile, load_profiles
 from footfall.agent.decode.readings import CumulativeCount, Reading
+from footfall.agent.private_file import write_private
+from footfall.agent.sources.http_push import bearer_matches
 from footfall.agent.sources.port_names import BY_ID, list_ports, present_ports, stable_name
 from footfall.protocol.records import Count, Occupancy, Transaction
 
@@ -202,7 +205,7 @@ async def probe_http_push(
     got: asyncio.Future[ProbeResult] = asyncio.get_running_loop().create_future()
 
     async def handle(request: web.Request) -> web.Response:
-        if token and request.headers.get("Authorization", "") != f"Bearer {token}":
+        if token and not bearer_matches(request.headers.get("Authorization", ""), token):
             return web.json_response({"error": "unauthorized", "message": "this source needs its token"}, status=401)
         payload = await request.read()
         try:
@@ -341,15 +344,26 @@ def check(text: str, output: Path) -> AgentConfig:
         raise WizardError(f"the answers do not make a valid agent.toml:\n{exc}") from None
 
 
-def write(text: str, output: Path, *, force: bool) -> None:
-    """Write the file atomically (mode 0644); WizardError when it exists and `force` is not given."""
+def write(text: str, output: Path, *, force: bool, state_dir: Path | None = None) -> None:
+    """Write the file atomically, mode 0600 (device tokens and passwords); WizardError if it exists without `force`.
+
+    Run as root for a service that runs as its own user (the owner of `state_dir`, as packaged), the
+    file is also readable by that user's group (mode 0640, owner root), so the service can read it.
+    """
     if output.exists() and not force:
         raise WizardError(f"{output} exists; pass --force to replace it")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, output)
+    write_private(output, text, group=_service_group(state_dir))
+
+
+def _service_group(state_dir: Path | None) -> int | None:
+    """The group of the service user that must read the config: the state directory's, when root writes it."""
+    if state_dir is None or os.geteuid() != 0:
+        return None
+    try:
+        owner = state_dir.stat()
+    except OSError:
+        return None
+    return owner.st_gid if owner.st_uid != 0 else None
 
 
 def probe_note(result: ProbeResult, when: datetime, timeout: float) -> str:

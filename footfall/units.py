@@ -75,3 +75,11 @@ def _shown(value: object) -> str:
     """A value for an error message, cut short: what a caller sent may be megabytes long."""
     text = repr(value)
     return text if len(text) <= 40 else text[:40] + "…"
+
+
+def format_size(size: int) -> str:
+    """Bytes in the units config files use: 512 bytes, 64 KiB, 4 MiB, 150.0 MiB, 1 GiB."""
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= scale:
+            return f"{size // scale} {unit}" if size % scale == 0 else f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"

@@ -111,9 +111,7 @@ class HttpPushServer:
         name = intake.source.name
 
         async def handle(request: web.Request) -> web.Response:
-            if route.token and not hmac.compare_digest(
-                request.headers.get("Authorization", "").encode(), f"Bearer {route.token}".encode()
-            ):
+            if route.token and not bearer_matches(request.headers.get("Authorization", ""), route.token):
                 intake.health.failed(
                     self._now_ms(), "receiving", f"request from {request.remote} without the source's token"
                 )
@@ -157,6 +155,15 @@ class HttpPushServer:
             return web.json_response(answer)
 
         return handle
+
+
+def bearer_matches(header: str, token: str) -> bool:
+    """Whether an Authorization header carries `Bearer <token>`, compared in constant time.
+
+    aiohttp hands over header bytes that are not UTF-8 as surrogate escapes: they are compared
+    as the bytes the device sent (and never match), rather than failing to encode.
+    """
+    return hmac.compare_digest(header.encode("utf-8", "surrogateescape"), f"Bearer {token}".encode())
 
 
 def _error(status: int, code: str, message: str, *, retry_after: int | None = None) -> web.Response:

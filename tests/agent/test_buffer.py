@@ -5,13 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from footfall.agent.buffer import Buffer, BufferError, Txn, read_stats
+from footfall.agent.clock import Stamp
+from footfall.agent.marks import Marks, MarkValues, read_marks
 from footfall.protocol.envelope import unpack_record
 from footfall.protocol.records import Count, Record, SensorEvent
+
+from tests.agent.conftest import eventually
 
 
 def count(i: int, sensor: str = "door") -> Count:
@@ -168,6 +174,40 @@ async def test_an_ack_does_not_wait_for_the_readings_window(tmp_path: Path) -> N
         waiting.cancel()
 
 
+def just_booted(uptime_s: float = 5.0) -> Callable[[], float]:
+    """A monotonic clock as on a gateway that booted `uptime_s` ago (whatever this machine's uptime)."""
+    booted = time.monotonic() - uptime_s
+    return lambda: time.monotonic() - booted
+
+
+async def test_the_first_write_commits_at_once_on_a_machine_that_just_booted(tmp_path: Path) -> None:
+    # The commit window counts from the last commit; before the first there is none, even when the
+    # monotonic clock reads less than the window (a gateway up for 5 s, a window of an hour).
+    async with Buffer(tmp_path / "b.sqlite", max_size=1 << 20, commit_interval=3600, monotonic=just_booted()) as buffer:
+        async with asyncio.timeout(30):
+            assert await buffer.append([count(1)]) == [1]
+        waiting = asyncio.create_task(buffer.append([count(2)]))
+        async with asyncio.timeout(30):
+            assert await buffer.ack(1) == 1
+        assert not waiting.done(), "the second write waits for its window"
+        waiting.cancel()
+
+
+def test_the_first_acked_mark_is_written_at_once_on_a_machine_that_just_booted(tmp_path: Path) -> None:
+    # Acked marks are written lazily, at most once a minute: the first one is not a minute late on a
+    # gateway whose monotonic clock reads less than a minute.
+    path = tmp_path / "buffer.sqlite.marks"
+    marks = Marks.open(path, monotonic=just_booted())
+    try:
+        marks.note(acked=7)
+        assert (read_marks(path) or MarkValues()).acked == 7
+        marks.note(acked=8)
+        assert (read_marks(path) or MarkValues()).acked == 7, "later ones wait for the minute"
+    finally:
+        marks.close()
+    assert (read_marks(path) or MarkValues()).acked == 8
+
+
 # 5. Delete only after ack; rejected records are kept.
 
 
@@ -291,6 +331,62 @@ async def test_a_batch_overtaken_by_overflow_cannot_be_claimed_and_a_claimed_one
         fresh = await buffer.read_batch(50, 1 << 20)
         assert await buffer.claim(fresh[0].seq, fresh[-1].seq, len(fresh))
         buffer.release()
+
+
+async def test_overflow_held_back_by_an_upload_drops_as_soon_as_the_upload_ends(tmp_path: Path) -> None:
+    # The bound is exceeded only while a batch is out: once it is released the drop follows, even when
+    # no other write comes (a quiet store after a burst), so the buffer does not stay over its bound.
+    limit = 40_000
+    async with Buffer(tmp_path / "b.sqlite", max_size=limit, commit_interval=0) as buffer:
+        await buffer.append([count(i) for i in range(100)])
+        batch = await buffer.read_batch(50, 1 << 20)
+        assert await buffer.claim(batch[0].seq, batch[-1].seq, len(batch))
+        await buffer.append([count(i) for i in range(100, 600)])
+        assert (await buffer.stats()).bytes > limit, "no drop while the batch is out"
+        buffer.release()
+
+        async def within_bound() -> bool:
+            return (await buffer.stats()).bytes <= limit
+
+        await eventually(within_bound, what="the overflow drop after the release")
+        records = await buffer.records()
+        stats = await buffer.stats()
+        assert stats.dropped_records > 0 and stats.gap_events >= 1
+        assert set(range(1, stats.next_seq)) - {r.seq for r in records} == _covered(records)
+
+
+def untrusted_stamps() -> Stamp:
+    """The agent's clock as on a gateway without NTP whose time the collector has not confirmed."""
+    now = time.time()
+    return Stamp(wall_ms=int(now * 1000), mono_ms=int(time.monotonic() * 1000), boot_id="boot-a", trusted=False)
+
+
+async def test_gap_events_are_not_held_while_the_clock_is_untrusted(tmp_path: Path) -> None:
+    # A gap says which seqs were lost, which needs no clock: held like agent-timed readings, it would
+    # stay on the gateway for as long as the clock is untrusted (for ever, without NTP and with a clock
+    # the collector disagrees with) while the readings after the loss reach the collector. It goes at
+    # once, its time flagged suspect.
+    limit = 40_000
+    path = tmp_path / "b.sqlite"
+    async with Buffer(path, max_size=limit, commit_interval=0, stamps=untrusted_stamps) as buffer:
+        for round_ in range(6):
+            await buffer.append([count(round_ * 100 + i) for i in range(100)])
+        stats = await buffer.stats()
+        assert stats.gap_events >= 1
+        assert await buffer.held() == [], "nothing of the loss waits for the clock"
+        records = await buffer.records()
+        gaps = [r for r in records if isinstance(r, SensorEvent) and r.kind == "gap"]
+        assert gaps and all(g.clock == "suspect" for g in gaps)
+        assert set(range(1, stats.next_seq)) - {r.seq for r in records} == _covered(records)
+        next_seq = stats.next_seq
+
+    # A damaged file moved aside: the loss it reports does not wait for the clock either.
+    with path.open("r+b") as damaged:
+        damaged.write(bytes(100))
+    async with Buffer(path, max_size=limit, commit_interval=0, stamps=untrusted_stamps) as buffer:
+        assert await buffer.held() == []
+        (gap,) = [r for r in await buffer.records() if isinstance(r, SensorEvent) and r.kind == "gap"]
+        assert (gap.lost_first, gap.clock) == (1, "suspect") and gap.lost_last >= next_seq - 1
 
 
 def test_status_reads_nothing_from_a_buffer_file_the_agent_is_still_creating(tmp_path: Path) -> None:

@@ -17,7 +17,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from footfall.agent.doctor import ServiceUser, check_serial, service_user
+from footfall.agent.config import load_config
+from footfall.agent.decode.profile import load_profiles
+from footfall.agent.doctor import ServiceUser, check_config_secrets, check_serial, service_user
 from footfall.agent.identity import enroll
 from footfall.agent.timesync import kernel_synchronized
 
@@ -144,3 +146,26 @@ def test_serial_ports_must_exist_and_be_readable_by_the_service_user(tmp_path: P
     finally:
         os.close(slave)
         os.close(master)
+
+
+def test_doctor_fails_a_config_with_credentials_that_every_user_can_read(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "https://collector.example.com")
+    config.write_text(config.read_text() + 'token = "s3cret"\n')
+    config.chmod(0o644)  # the packaged file, edited by hand
+    loaded = load_config(config, adapters=load_profiles)
+    # The service runs as its own user (packaged: footfall): root's file gets that user's group.
+    gid = 65534 if os.geteuid() == 0 else os.getgid()  # only root may give a file to another group
+    service = ServiceUser("nobody", 65534, gid, frozenset({gid}), True)
+    (found,) = check_config_secrets(config, loaded, service)
+    assert (found.level, found.area) == ("fail", "secrets")
+    assert "door.token" in found.message and "s3cret" not in found.message and "mode 644" in found.message
+    assert found.fixer is not None
+    found.fixer()
+    info = config.stat()
+    assert (info.st_mode & 0o777, info.st_gid) == (0o640, gid)
+    assert [c.level for c in check_config_secrets(config, loaded, service)] == ["ok"]
+    # Run by hand, as the user who owns it: nobody else reads it at all.
+    config.chmod(0o644)
+    (mine,) = check_config_secrets(config, loaded, ServiceUser("me", info.st_uid, 0, frozenset(), True))
+    assert mine.fixer is not None and mine.fixer() == f"chmod 600 {config}"
+    assert config.stat().st_mode & 0o777 == 0o600

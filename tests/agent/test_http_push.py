@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import sqlite3
 from collections.abc import AsyncIterator
@@ -13,6 +15,7 @@ import aiohttp
 import pytest
 from footfall.agent.buffer import Buffer
 from footfall.agent.config import HttpPushOptions, HttpPushSection, SourceConfig
+from footfall.agent.decode.extract import default_extractors
 from footfall.agent.decode.formats.json import JsonExtractor
 from footfall.agent.decode.profile import load_profiles
 from footfall.agent.intake import SourceIntake
@@ -153,3 +156,67 @@ async def test_a_busy_port_is_a_clear_start_error(agent: Agent, tmp_path: Path) 
     with pytest.raises(SourceError, match=f"http_push cannot listen on 127.0.0.1:{agent.server.port}"):
         await other.start()
     assert agent.door.health.state == "down"
+
+
+async def raw_post(port: int, path: str, headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[int, dict[str, Any]]:
+    """One HTTP/1.1 POST written byte for byte (HTTP clients refuse to send non-ASCII header bytes)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        head = b"POST " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        head += b"Content-Type: application/json\r\n" + b"Content-Length: " + str(len(body)).encode() + b"\r\n"
+        head += b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+        writer.write(head + b"\r\n" + body)
+        await writer.drain()
+        async with asyncio.timeout(30):
+            answer = await reader.read()
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    status_line, _, rest = answer.partition(b"\r\n")
+    _, _, payload = rest.partition(b"\r\n\r\n")
+    try:
+        return int(status_line.split()[1]), json.loads(payload)
+    except ValueError:
+        return int(status_line.split()[1]), {"error": payload.decode(errors="replace")}
+
+
+NOT_UTF8 = [b"Bearer s3cr\xe9t", b"Bearer \xff\xfe\x80", b"\xc3\x28", b"Bearer s3cret\xff"]
+
+
+async def test_an_authorization_header_that_is_not_utf8_gets_401_not_500(agent: Agent) -> None:
+    for value in NOT_UTF8:
+        sale = json.dumps(SALE).encode()
+        status, body = await raw_post(agent.server.port, "/push/pos", [(b"Authorization", value)], sale)
+        assert (status, body["error"]) == (401, "unauthorized"), value
+    assert agent.till.health.accepted == 0 and agent.till.health.errors == len(NOT_UTF8)
+    status, body = await raw_post(
+        agent.server.port, "/push/pos", [(b"Authorization", b"Bearer s3cret")], json.dumps(SALE).encode()
+    )
+    assert (status, body["accepted"]) == (200, 1), "the server still serves"
+
+
+async def test_signature_headers_that_are_not_utf8_get_401_not_500(tmp_path: Path) -> None:
+    buffer = Buffer(tmp_path / "buffer.sqlite", max_size=1 << 24, commit_interval=0.01)
+    await buffer.open()
+    profiles = load_profiles()
+    routes = []
+    for adapter, header, params in (
+        ("square-webhook", b"X-Square-HmacSha256-Signature", {}),
+        ("lightspeed-webhook", b"X-Signature", {"currency": "EUR"}),
+    ):
+        options = HttpPushOptions(f"/push/{adapter}", secret="k3y")
+        source = SourceConfig(adapter, "http_push", adapter, options=options, params=params)
+        intake = SourceIntake(source, profiles[adapter], default_extractors()[profiles[adapter].format], buffer)
+        routes.append((PushRoute(options.path, "", intake), header))
+    server = HttpPushServer(HttpPushSection(listen="127.0.0.1:0"), [route for route, _ in routes])
+    await server.start()
+    try:
+        for route, header in routes:
+            for value in NOT_UTF8:
+                status, body = await raw_post(server.port, route.path, [(header, value)], b'{"x": 1}')
+                assert (status, body["error"]) == (401, "bad_signature"), (route.path, value)
+        assert await buffer.records() == []
+    finally:
+        await server.stop()
+        await buffer.close()

@@ -84,7 +84,7 @@ def test_the_flags_form_probes_each_device_and_writes_a_commented_config(tmp_pat
     assert config.agent.state_dir == tmp_path / "state"
     assert "# probed " in text and "1 reading(s) from 127.0.0.1" in text
     assert '# interval = "60s"' in text and '# max_size = "1GiB"' in text, "defaults shown, commented out"
-    assert output.stat().st_mode & 0o777 == 0o644
+    assert output.stat().st_mode & 0o777 == 0o600, "it holds the till's token"
 
     again = init("-o", str(output), "-y")
     _, err = again.communicate(timeout=60)
@@ -137,6 +137,12 @@ def test_the_flags_form_enrolls_with_a_token(
     assert json.loads((state / "identity.json").read_text())["site"] == "store-1"
     key = (state / "agent.key").stat()
     assert (key.st_uid, key.st_mode & 0o777) == (owner, 0o600), "the service user can read its key; nobody else"
+    config = output.stat()
+    if os.geteuid() == 0:
+        # Root wrote it for the service user: readable by that user's group, never by others.
+        assert (config.st_uid, config.st_gid, config.st_mode & 0o777) == (0, service.pw_gid, 0o640)
+    else:
+        assert config.st_mode & 0o777 == 0o600
 
 
 class Terminal:

@@ -67,7 +67,7 @@ def test_agent_clocks_hours_off_are_flagged_and_shift_nothing(
         wait_until(lambda d=devices: d.truth.counts >= 600, what="readings from the store")
     for skew_h, tenant, agent, devices in runs:
         truth = devices.stop()
-        agent.wait_drained()
+        agent.wait_drained(held_ok=True)  # their clocks stay untrusted: the clock events wait
         assert not truth.errors
         status = agent.status_file()
         # The agent measured its offset from the collector's answers and signs with corrected timestamps.

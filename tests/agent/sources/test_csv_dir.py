@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tracemalloc
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -118,3 +119,64 @@ async def test_a_refused_file_goes_to_failed_and_others_continue(tmp_path: Path,
         await stopped(source)
     assert [(c.entries, c.exits) for c in await records_of(store, Count)] == [(1, 0)]
     assert intake.health.errors == 1
+
+
+async def test_a_file_whose_name_is_not_utf8_goes_to_failed_and_the_next_files_are_taken(
+    tmp_path: Path, store: Buffer
+) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    # Latin-1 from an old Windows exporter: sorts before the good file, and must not stop it.
+    bad = drop / os.fsdecode(b"caf\xe9-2026-03-08.csv")
+    bad.write_bytes((HEAD + rows((1, "2026-03-08 11:00:00", 9, 9))).encode())
+    (drop / "d-2026-03-08.csv").write_text(HEAD + rows((1, "2026-03-08 11:15:00", 1, 0)))
+    intake = make_intake(store, "aps", "csv_dir", "hella-aps-csv", folder_options(drop, settle=0.0), zone=BERLIN)
+    source = CsvDirSource([intake])
+    await source.start()
+    try:
+        await eventually((drop / "done" / "d-2026-03-08.csv").exists, what="the file after it")
+        await eventually(lambda: b"caf\xe9-2026-03-08.csv" in os.listdir(os.fsencode(drop / "failed")),
+                         what="the badly named file set aside")
+    finally:
+        await stopped(source)
+    reason = (drop / "failed" / os.fsdecode(b"caf\xe9-2026-03-08.csv.reason")).read_text()
+    assert "not UTF-8" in reason and "rename" in reason
+    assert [(c.entries, c.exits) for c in await records_of(store, Count)] == [(1, 0)]
+    assert intake.health.state != "down" and intake.health.reconnects == 0, "the folder was never given up"
+    assert "caf\\xe9" in intake.health.last_error
+
+
+async def refused_reading(drop: Path, store: Buffer, **options: object) -> tuple[str, int]:
+    """Scan `drop` once, traced: the reason the only file was refused, and the peak of memory allocated meanwhile."""
+    intake = make_intake(store, "aps", "csv_dir", "hella-aps-csv", folder_options(drop, settle=0.0, **options))
+    source = CsvDirSource([intake])
+    tracemalloc.start()
+    try:
+        assert await source.scan(source.folders[0]) == 0
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    (refused,) = [p for p in (drop / "failed").iterdir() if p.suffix != ".reason"]
+    assert await records_of(store) == [] and intake.health.errors == 1
+    return refused.with_name(refused.name + ".reason").read_text(), peak
+
+
+async def test_a_file_over_max_file_size_is_refused_without_being_read(tmp_path: Path, store: Buffer) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    with (drop / "export.csv").open("wb") as f:
+        f.truncate(150 * 1024 * 1024)  # sparse: 150 MiB that cost no disk
+    reason, peak = await refused_reading(drop, store)
+    assert "150 MiB" in reason and "max_file_size (4 MiB)" in reason
+    assert peak < 1024 * 1024, f"{peak} bytes allocated to refuse it"
+
+
+async def test_a_line_over_max_line_is_refused_after_reading_little_more_than_it(tmp_path: Path, store: Buffer) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    with (drop / "export.csv").open("wb") as f:
+        f.write(HEAD.encode())
+        f.truncate(40 * 1024 * 1024)  # one line of 40 MiB, within a raised file bound
+    reason, peak = await refused_reading(drop, store, max_file_size=64 * 1024 * 1024)
+    assert "max_line (64 KiB)" in reason
+    assert peak < 1024 * 1024, f"{peak} bytes allocated to refuse it"
