@@ -190,6 +190,18 @@ class SourceIntake:
         result.readings += extraction.skipped
         result.ignored += extraction.skipped
         self.health.took(now_ms, result.accepted, result.duplicates)
+        if extraction.garbage:
+            # Taken all the same (the text around them is read); counted so that an unknown command shows.
+            self.health.garbage += extraction.garbage
+            self._rejected_log(
+                "frame_parts_skipped",
+                logging.WARNING,
+                key=self.source.name,
+                source=self.source.name,
+                adapter=self.profile.name,
+                skipped=extraction.garbage,
+                reason="commands the format does not know were skipped",
+            )
         event(
             log,
             "frame_taken",

@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 from footfall.agent.config import ConfigError, Problem, TableReader, meta
 from footfall.agent.decode.extract import (
+    BY_CURRENCY,
     FIELD_KINDS,
     READING_FIELDS,
     REQUIRED,
@@ -504,8 +505,14 @@ def _field(
         reader.add(f"{key}.map", 'must be a table from the device\'s words to ours, e.g. { return = "refund" }')
         mapping = None
     decimals = spec.get("decimals", 0)
-    if type(decimals) is not int or not 0 <= decimals <= 6 or (decimals and kind != "amount"):
-        reader.add(f"{key}.decimals", "only amount takes decimals: 0-6 digits after the point the device sends")
+    if decimals == "currency" and kind == "amount":
+        decimals = BY_CURRENCY
+    elif type(decimals) is not int or not 0 <= decimals <= 6 or (decimals and kind != "amount"):
+        reader.add(
+            f"{key}.decimals",
+            'only amount takes decimals: 0-6 digits after the point the device sends, or "currency" '
+            "(as many as the currency's minor unit has: 2 for EUR, 0 for JPY, 3 for KWD)",
+        )
         decimals = 0
     compiled: Any = None
     more: list[Any] = []

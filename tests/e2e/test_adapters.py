@@ -5,8 +5,9 @@ Table-driven over every `firmware-adapters/<adapter>/cases/<case>/` that has a `
 carry one. For each case: a real collector on a fresh database, a site in the case's time zone
 and a real enrollment; then the real agent `Pipeline` (config, profiles, buffer, intake, http_push
 server, uploader). The case's inputs are POSTed to the agent over loopback HTTP with their
-headers, exactly as the device or webhook would (a profile naming another `transport` gets its
-frames handed to the same pipeline's intake, as its transport would); each answer must be the
+headers, exactly as the device or webhook would (a case whose source is a device transport, one
+with `adapter_options`, gets its frames handed to the same pipeline's intake, as its transport
+would); each answer must be the
 one the case expects (200, 400 for malformed, 401 for a bad signature). Once the uploader has
 drained the buffer, the API's footfall totals for the case's dates, and for POS cases the rows
 and net amount of the `transactions` table, must equal the truth.
@@ -56,9 +57,9 @@ def expected_status(want: dict[str, object]) -> int:
 async def deliver(case: Case, pipeline: Pipeline) -> None:
     """Every input of the case, as its transport would deliver it; each answer as the case expects."""
     intake = pipeline.intakes[0]
-    over_http = getattr(intake.profile, "transport", "") in ("", "http_push")
-    server = pipeline.sources["http_push"]
-    assert isinstance(server, HttpPushServer)
+    over_http = intake.source.transport == "http_push"
+    server = pipeline.sources.get("http_push")
+    assert isinstance(server, HttpPushServer) or not over_http
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
         for frame in case.frames:
             want = frame.want
@@ -70,6 +71,7 @@ async def deliver(case: Case, pipeline: Pipeline) -> None:
                 else:
                     await intake(Frame(intake.source.name, frame.payload, int(time.time() * 1000), meta))
                 continue
+            assert isinstance(server, HttpPushServer)
             url = f"http://127.0.0.1:{server.port}{PUSH_PATH}"
             async with session.post(url, data=frame.payload, headers=frame.headers) as response:
                 body = await response.text()
