@@ -331,7 +331,7 @@ def printed_text(data: bytes, codepage: str = "cp437") -> Printed:
             i += 1
         elif byte in (ESC, GS, FS, DLE):
             i = _command(data, i, out, unknown)
-        elif byte == 0x0A or byte == 0x0C:  # LF, FF: print the line
+        elif byte in (0x0A, 0x0C):  # LF, FF: print the line
             out.newline()
             i += 1
         elif byte == 0x09:  # HT: to the next tab stop

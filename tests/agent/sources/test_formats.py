@@ -1,4 +1,4 @@
-"""Format details the adapter cases do not reach: Modbus value types and orders (ESC/POS: tests/agent/test_escpos.py)."""
+"""Format details the adapter cases do not reach: Modbus value types and orders."""
 
 from __future__ import annotations
 
