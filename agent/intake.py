@@ -190,6 +190,7 @@ class SourceIntake:
         result.readings += extraction.skipped
         result.ignored += extraction.skipped
         self.health.took(now_ms, result.accepted, result.duplicates)
+        self.health.records += result.records
         if extraction.garbage:
             # Taken all the same (the text around them is read); counted so that an unknown command shows.
             self.health.garbage += extraction.garbage
