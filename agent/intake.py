@@ -77,6 +77,7 @@ class SourceIntake:
             modulus=profile.modulus,
             by=profile.dedupe.by,
             void_needs_sale=profile.dedupe.void_needs_sale,
+            delta_at=profile.delta_at,
         )
         self.health = SourceHealth(source.name, source.transport, source.adapter)
         self._clock = clock

@@ -10,7 +10,8 @@ with `adapter_options`, gets its frames handed to the same pipeline's intake, as
 would); each answer must be the
 one the case expects (200, 400 for malformed, 401 for a bad signature). Once the uploader has
 drained the buffer, the API's footfall totals for the case's dates, and for POS cases the rows
-and net amount of the `transactions` table, must equal the truth.
+and net amount of the `transactions` table, must equal the truth; so must the hours the truth
+lists (their entries, exits and completeness, from the metrics API).
 """
 
 from __future__ import annotations
@@ -112,6 +113,16 @@ async def test_case_reaches_the_api_exactly(folder: Path, tmp_path: Path, collec
     )
     assert answer.status == 200, answer.body
     assert answer.body["totals"] == {"entries": truth["entries"], "exits": truth["exits"]}
+    if "hours" in truth:
+        hourly = await collector.get(
+            f"/v1/sites/{site}/metrics",
+            key=api_key,
+            params={"from": truth["from"], "to": truth["to"], "granularity": "hour", "metrics": "entries,exits"},
+        )
+        assert hourly.status == 200, hourly.body
+        by_start = {b["start"]: b for b in hourly.body["buckets"]}
+        for start, want in truth["hours"].items():
+            assert {k: by_start[start][k] for k in want} == want, start
     if "transactions" in truth:
         rows = await collector.rows(
             "SELECT count(*), coalesce(sum(CASE kind WHEN 'sale' THEN amount_minor ELSE -amount_minor END), 0) "
