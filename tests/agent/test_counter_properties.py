@@ -12,6 +12,7 @@ in a count that ends at a reading, and the quiet spells between readings are cov
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import tempfile
 from datetime import datetime, timedelta
@@ -167,7 +168,7 @@ def test_daily_totals_across_midnights_and_dst_days_with_reboots_resends_and_res
         # and the periods join up: nothing between the first reading and the last is left uncovered.
         later = counts[1:]
         assert all(c.end_ms in readings and c.end_ms - c.start_ms == 1 for c in later if c.entries or c.exits)
-        assert all(a.end_ms == b.start_ms for a, b in zip(counts, counts[1:], strict=False))
+        assert all(a.end_ms == b.start_ms for a, b in itertools.pairwise(counts))
     assert sum(1 for r in records if isinstance(r, SensorEvent) and r.kind == "counter_reset") == resets, (
         "a midnight restart is expected and silent; only reboots are resets"
     )
