@@ -152,3 +152,14 @@ def test_template_errors_name_the_key() -> None:
     assert any(p.startswith("escpos.currency: must be an ISO 4217 code") for p in problems), problems
     assert any(p.startswith("escpos.symbols: must map") for p in problems), problems
     assert any(p.startswith("escpos.currency_pattern: not a valid regular expression") for p in problems), problems
+
+
+def test_the_probe_says_what_it_skipped() -> None:
+    from footfall.agent.probe import Adapter, decode
+
+    profile = load_profiles()["escpos-receipt"]
+    said: list[str] = []
+    receipt = ESC + b"@" + b"Receipt #5\n08/03/2026 11:05\n" + ESC + b"\x07" + b"TOTAL EUR 1.00\n" + GS + b"V\x00"
+    assert decode(Adapter(profile, EscposExtractor(), ZoneInfo("Europe/Paris")), receipt, said.append)
+    assert any("skipped 1 part(s) it does not know" in line for line in said), said
+    assert any('"amount_minor": 100' in line for line in said), said
