@@ -25,6 +25,8 @@ The rules (design.md, "Counter semantics"):
   baseline either: its totals are the day's since midnight as well, so they become a count over
   [midnight, reading). Nobody knows when in that span those people came: the period says so,
   and the collector files a long period with people as spread over it (collector/rollups.py).
+  Unless a damaged buffer was replaced since that midnight: the counter's state may be what was
+  lost, its morning already sent, and the first reading is a baseline as for other counters.
 - Where a delta is filed (`[profile] delta_at`): `start`, the default, files the people of
   [previous, this) under the period, which the collector files at its start: right for totals
   polled or logged on a schedule, whose people crossed anywhere in it. `end` is for devices
@@ -58,6 +60,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from footfall.agent.buffer import QUARANTINE_KEY
 from footfall.agent.decode.readings import CumulativeCount, Reading
 from footfall.protocol.records import ClockQuality, Count, Occupancy, Record, SensorEvent, Transaction
 
@@ -223,7 +226,7 @@ def _cumulative(state: CounterState, reading: CumulativeCount, policy: CounterPo
         state_now.update(mono_ms=reading.mono_ms, boot=reading.boot, trusted=reading.trusted)
     if saved is None:
         state.put_state(key, state_now)
-        if reading.day and reading.day_start_ms < reading.at_ms:
+        if reading.day and reading.day_start_ms < reading.at_ms and not _state_lost_since(state, reading.day_start_ms):
             # Since local midnight, like any later day's first reading: counted, spread over the morning.
             state.append(
                 Count(reading.sensor, reading.line, reading.day_start_ms, reading.at_ms, reading.entries, reading.exits)
@@ -272,6 +275,19 @@ def _cumulative(state: CounterState, reading: CumulativeCount, policy: CounterPo
     state.append(Count(reading.sensor, reading.line, start, end, entries, exits, clock=clock))
     result.records += 1
     state.put_state(key, state_now)
+
+
+def _state_lost_since(state: CounterState, since_ms: int) -> bool:
+    """Whether a damaged or deleted buffer was replaced at or after `since_ms` (buffer.py, guarantee 7).
+
+    A counter with no state then may simply have lost it: the people since midnight may already
+    have gone up from the old buffer, so its first reading is a baseline, as before, rather than
+    a chance to count them twice.
+    """
+    quarantine = state.get_state(QUARANTINE_KEY) or {}
+    return any(
+        isinstance(entry, dict) and int(entry.get("at_ms", 0)) >= since_ms for entry in quarantine.get("files", [])
+    )
 
 
 def _period(saved: dict[str, Any], reading: CumulativeCount) -> tuple[int, ClockQuality] | None:
