@@ -26,7 +26,8 @@ Guarantees (each one is proven by tests/agent/test_buffer.py):
    fsync (a power cut that undoes one only makes a re-send the collector drops).
 5. Delete only after ack. Records leave the buffer when the collector's 2xx acknowledges
    them (`ack`), or, loudly, into the `rejected` table when the collector refused one as
-   malformed (kept for inspection, never silently deleted), or through guarantee 6.
+   malformed (kept for inspection, never silently deleted: `requeue_rejected` sends them
+   again, with fresh seqs, once a newer agent can make them valid), or through guarantee 6.
 6. Bounded. The stored bytes (packed size plus a per-row overhead) are kept in `meta`, not
    summed. Past `max_size` the oldest records are dropped down to 90 % of it and a `gap`
    event (sensor "agent") records the exact lost seq range, so the loss is visible upstream.
@@ -93,11 +94,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+import msgpack
 from footfall.agent import salvage
 from footfall.agent.clock import STEP_MS, Stamp, Trust
 from footfall.agent.marks import Marks, MarksLocked
 from footfall.protocol.envelope import pack_record, unpack_record
-from footfall.protocol.records import ClockQuality, Count, Record, SensorEvent
+from footfall.protocol.errors import MalformedBatch
+from footfall.protocol.records import RECORD_TYPES, ClockQuality, Count, Record, SensorEvent, Transaction, validate
 
 from footfall.logs import event
 
@@ -192,6 +195,10 @@ class BufferStats:
     gap_events: int
     rejected: int
     held: int = 0
+    # Records refused by the collector and parked now (`rejected` counts every refusal ever), and the newest's reason.
+    rejected_parked: int = 0
+    rejected_reason: str = ""
+    rejected_at_ms: int = 0
     restamped: int = 0
     suspect: int = 0
     wall_high_ms: int = 0
@@ -372,6 +379,45 @@ class _Job(Generic[T]):
 _STOP = object()
 # Queued by `release`: drop down to the bound now if overflow waited for the batch in flight.
 _TRIM = object()
+
+
+@dataclass(slots=True)
+class RequeueResult:
+    """What `Buffer.requeue_rejected` did (or, in a dry run, would do)."""
+
+    requeued: int = 0
+    repaired: int = 0
+    still_invalid: int = 0
+    duplicates: int = 0
+    first_seq: int = 0
+    last_seq: int = 0
+
+
+class _RolledBack(Exception):
+    """Raised inside a write to roll it back and carry its result out (dry runs)."""
+
+    def __init__(self, result: RequeueResult) -> None:
+        super().__init__("dry run")
+        self.result = result
+
+
+def unpack_parked(body: bytes) -> Record:
+    """A stored record as it was packed, without today's validation.
+
+    What an older agent parked may break a rule added since (a NUL in a receipt's text): it must
+    still be readable, to be shown, counted and repaired (`requeue_rejected` validates after).
+    """
+    wire = msgpack.unpackb(body, raw=False)
+    return RECORD_TYPES[wire.pop("type")](**wire)
+
+
+def _reading_key(record: Record) -> tuple[str, str] | None:
+    """What tells two copies of one reading apart from two readings (events have no such key)."""
+    if isinstance(record, Transaction):
+        return f"txn{record.terminal}", f"{record.kind}\x1f{record.txn_id}"
+    if isinstance(record, Count):
+        return f"count{record.sensor}\x1f{record.line}", f"{record.start_ms}\x1f{record.end_ms}"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -699,9 +745,57 @@ class Buffer:
 
         def read(conn: sqlite3.Connection) -> list[tuple[int, str, Record]]:
             rows = conn.execute("SELECT seq, reason, body FROM rejected ORDER BY seq").fetchall()
-            return [(seq, reason, unpack_record(body)) for seq, reason, body in rows]
+            return [(seq, reason, unpack_parked(body)) for seq, reason, body in rows]
 
         return await self._submit(read, write=False)
+
+    async def requeue_rejected(
+        self, fix: Callable[[Record], Record], *, dry_run: bool = False
+    ) -> RequeueResult:
+        """Send parked records again: each one `fix` makes valid is appended with a fresh seq, in one transaction.
+
+        A parked record never counted upstream (the collector refused its batch), so a fresh seq
+        (its old one lies below the collector's high-water mark, which would drop it as a
+        duplicate) counts it exactly once. A record still invalid after `fix` stays parked with
+        the reason; a second parked copy of one reading (same dedupe key) is dropped, not sent
+        twice. Moving and appending share the transaction, so a run interrupted anywhere either
+        happened whole or not at all, and a second run finds nothing it already sent.
+        """
+
+        def move(txn: Txn) -> RequeueResult:
+            conn = txn._conn
+            result = RequeueResult()
+            taken: set[tuple[str, str]] = set()
+            rows = conn.execute("SELECT seq, taken_ms, body FROM rejected ORDER BY seq").fetchall()
+            for seq, taken_ms, body in rows:
+                parked = unpack_parked(body)
+                record = fix(parked)
+                try:
+                    validate(replace(record, seq=seq))
+                except MalformedBatch as exc:
+                    conn.execute("UPDATE rejected SET reason = ? WHERE seq = ?", (f"still invalid: {exc}", seq))
+                    result.still_invalid += 1
+                    continue
+                conn.execute("DELETE FROM rejected WHERE seq = ?", (seq,))
+                key = _reading_key(record)
+                if key is not None and key in taken:
+                    result.duplicates += 1
+                    continue
+                if key is not None:
+                    taken.add(key)
+                new_seq = txn.append(record, taken_ms=taken_ms)
+                result.first_seq = result.first_seq or new_seq
+                result.last_seq = new_seq
+                result.requeued += 1
+                result.repaired += record != parked
+            if dry_run:
+                raise _RolledBack(result)
+            return result
+
+        try:
+            return await self.write(move)
+        except _RolledBack as rolled:
+            return rolled.result
 
     async def records(self) -> list[Record]:
         """Every buffered record, oldest first (for tests, `status --records` and debugging)."""
@@ -1202,6 +1296,8 @@ def _stats(conn: sqlite3.Connection, max_size: int) -> BufferStats:
     row = conn.execute("SELECT taken_ms FROM records ORDER BY seq LIMIT 1").fetchone()
     held = 0
     quarantined: list[dict[str, Any]] = []
+    parked = conn.execute("SELECT count(*) FROM rejected").fetchone()[0]
+    newest = conn.execute("SELECT reason, rejected_ms FROM rejected ORDER BY seq DESC LIMIT 1").fetchone()
     with contextlib.suppress(sqlite3.OperationalError):  # a version-1 file opened read-only has no pending table
         held = conn.execute("SELECT count(*) FROM pending").fetchone()[0]
         found = conn.execute("SELECT value FROM state WHERE key = ?", (QUARANTINE_KEY,)).fetchone()
@@ -1219,11 +1315,30 @@ def _stats(conn: sqlite3.Connection, max_size: int) -> BufferStats:
         gap_events=meta["gap_events"],
         rejected=meta["rejected"],
         held=held,
+        rejected_parked=parked,
+        rejected_reason=newest[0] if newest else "",
+        rejected_at_ms=newest[1] if newest else 0,
         restamped=meta.get("restamped", 0),
         suspect=meta.get("suspect", 0),
         wall_high_ms=meta.get("wall_high_ms", 0),
         quarantined=quarantined,
     )
+
+
+def rejected_by_source(path: Path) -> dict[str, int]:
+    """How many parked records each sensor or terminal (a source's name) has, from the file opened read-only."""
+    if not Path(path).exists():
+        return {}
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        counts: dict[str, int] = {}
+        for (body,) in conn.execute("SELECT body FROM rejected"):
+            record = unpack_parked(body)
+            name = record.terminal if isinstance(record, Transaction) else record.sensor
+            counts[name] = counts.get(name, 0) + 1
+        return counts
+    finally:
+        conn.close()
 
 
 def read_stats(path: Path, max_size: int = 0) -> BufferStats | None:

@@ -1,4 +1,4 @@
-"""`footfall agent ...`: run, enroll, init, status, doctor, adapters, config check, probe and buffer salvage.
+"""`footfall agent ...`: run, enroll, init, status, doctor, adapters, config check, probe, buffer salvage and requeue.
 
 Mounted by footfall/cli.py.
 
@@ -105,6 +105,32 @@ def buffer_salvage(
         )
     except SalvageError as exc:
         typer.echo(f"footfall agent buffer salvage: {exc}", err=True)
+        raise typer.Exit(1) from None
+    for line in report.lines():
+        typer.echo(line)
+
+
+@buffer_app.command("requeue-rejected")
+def buffer_requeue_rejected(
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be re-queued; change nothing.")] = False,
+) -> None:
+    """Send again the records the collector refused, once this agent's rules make them valid.
+
+    Run it with the agent stopped, after upgrading the agent that made them. Each parked record
+    is repaired where today's decoder knows how (a receipt's printer commands), checked, and
+    re-queued with a fresh seq; one still invalid stays parked. A parked record was never
+    counted, so it counts once; a second run finds nothing to send.
+    """
+    from footfall.agent.pipeline import BUFFER_FILE
+    from footfall.agent.requeue import RequeueError, requeue_rejected
+
+    cfg = _load(config)
+    configure("warning")
+    try:
+        report = asyncio.run(requeue_rejected(cfg, cfg.agent.state_dir / BUFFER_FILE, dry_run=dry_run))
+    except RequeueError as exc:
+        typer.echo(f"footfall agent buffer requeue-rejected: {exc}", err=True)
         raise typer.Exit(1) from None
     for line in report.lines():
         typer.echo(line)

@@ -13,6 +13,8 @@ offers to. The checks, in order:
 - collector: DNS, TCP, TLS (certificate valid, days to expiry), the collector answering, and
   this clock against the collector's (`X-Footfall-Server-Time`);
 - agent: running, and accepted by the collector (its last upload and heartbeat were not refused);
+- rejected: records the collector refused as malformed, parked on the gateway and never counted
+  (how many, from which source, the newest reason; every record of a source refused is a fail);
 - serial ports: each configured device path exists and the service user may read and write
   it (the `dialout` group, usually);
 - disk: room for the buffer to grow to `[buffer] max_size`;
@@ -342,7 +344,33 @@ def check_agent(config: AgentConfig) -> list[Check]:
                             "ask the fleet admin for a token, then footfall agent enroll --force ..."))
     elif status["running"] and upload:
         checks.append(Check("accepted", "ok", f"uploads {upload.get('state')}"))
+    checks.append(_rejected_check(status))
     return checks
+
+
+def _rejected_check(status: dict[str, Any]) -> Check:
+    """Records the collector refused: parked on the gateway and never counted (agent/status.py gathers them)."""
+    rejected = status["rejected"]
+    fix = (
+        "read the reason; once the cause is fixed (an upgraded agent): systemctl stop footfall-agent; "
+        "footfall agent buffer requeue-rejected; systemctl start footfall-agent"
+    )
+    if rejected["outages"]:
+        return Check(
+            "rejected", "fail",
+            f"the collector refuses every record of {', '.join(rejected['outages'])}: nothing of it is counted "
+            f"({rejected['parked']} records parked; newest reason: {rejected['reason']})", fix,
+        )
+    if rejected["parked"]:
+        where = ", ".join(f"{n} {c}" for n, c in sorted(rejected["by_source"].items()))
+        return Check(
+            "rejected", "warn",
+            f"{rejected['parked']} records refused by the collector are parked, never counted ({where}); "
+            f"newest reason: {rejected['reason']}", fix,
+        )
+    if rejected["refusals"]:
+        return Check("rejected", "ok", f"none parked ({rejected['refusals']} refused earlier, since re-queued)")
+    return Check("rejected", "ok", "the collector has refused no record")
 
 
 def serial_ports(config: AgentConfig) -> list[tuple[str, Path]]:

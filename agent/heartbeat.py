@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from footfall.agent import fleet_config, rotation
 from footfall.agent.collector_client import CollectorUnreachable, Reply, call
 from footfall.agent.identity import IdentityError, load_identity, load_key
+from footfall.agent.sources.base import SourceHealth
 from footfall.agent.timesync import kernel_synchronized
 from footfall.protocol import fleet as proto
 from footfall.protocol.errors import ProtocolError
@@ -162,7 +163,7 @@ class Heartbeat:
             buffer=proto.BufferState(
                 depth=stats.depth, bytes=stats.bytes, max_size=stats.max_size, oldest_taken_ms=stats.oldest_taken_ms,
                 next_seq=stats.next_seq, acked_seq=stats.acked_seq, dropped_records=stats.dropped_records,
-                rejected=stats.rejected,
+                rejected=stats.rejected, rejected_parked=stats.rejected_parked, rejected_reason=stats.rejected_reason,
             ),
             upload=proto.UploadInfo(
                 state=upload.state if upload else "off",
@@ -170,13 +171,7 @@ class Heartbeat:
                 last_error=upload.last_error if upload else "",
                 uploaded_records=upload.uploaded_records if upload else 0,
             ),
-            sources=tuple(
-                proto.SourceInfo(
-                    name=h.name, transport=h.transport, adapter=h.adapter, state=h.state,
-                    last_reading_ms=h.last_reading_ms, errors=h.errors, last_error=h.last_error,
-                )
-                for h in (intake.health for intake in pipeline.intakes)
-            ),
+            sources=tuple(_source_info(intake.health) for intake in pipeline.intakes),
             clock=proto.ClockInfo(
                 offset_s=self.status.clock_offset_s or 0.0, synchronized=await asyncio.to_thread(kernel_synchronized)
             ),
@@ -316,3 +311,15 @@ class Heartbeat:
         if not reply.ok:
             event(log, "config_report_refused", logging.WARNING, version=version, status=reply.status,
                   reason=reply.reason)
+
+
+def _source_info(h: SourceHealth) -> proto.SourceInfo:
+    """A source as the fleet sees it; one whose every record the collector refused is not ok, whatever it receives."""
+    state, last_error = h.state, h.last_error
+    if h.all_refused:
+        state = "degraded" if state == "ok" else state
+        last_error = f"the collector refused every record of it ({h.rejected}): {h.last_rejected}"
+    return proto.SourceInfo(
+        name=h.name, transport=h.transport, adapter=h.adapter, state=state,
+        last_reading_ms=h.last_reading_ms, errors=h.errors, last_error=last_error,
+    )

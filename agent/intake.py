@@ -77,6 +77,7 @@ class SourceIntake:
             modulus=profile.modulus,
             by=profile.dedupe.by,
             void_needs_sale=profile.dedupe.void_needs_sale,
+            delta_at=profile.delta_at,
         )
         self.health = SourceHealth(source.name, source.transport, source.adapter)
         self._clock = clock
@@ -190,6 +191,19 @@ class SourceIntake:
         result.readings += extraction.skipped
         result.ignored += extraction.skipped
         self.health.took(now_ms, result.accepted, result.duplicates)
+        self.health.records += result.records
+        if extraction.garbage:
+            # Taken all the same (the text around them is read); counted so that an unknown command shows.
+            self.health.garbage += extraction.garbage
+            self._rejected_log(
+                "frame_parts_skipped",
+                logging.WARNING,
+                key=self.source.name,
+                source=self.source.name,
+                adapter=self.profile.name,
+                skipped=extraction.garbage,
+                reason="commands the format does not know were skipped",
+            )
         event(
             log,
             "frame_taken",

@@ -72,6 +72,11 @@ class _Scraped:
         errors = CounterMetricFamily(
             "footfall_agent_source_errors", "frames refused or not stored, per source", labels=["source"]
         )
+        refused = CounterMetricFamily(
+            "footfall_agent_source_records_rejected",
+            "records of the source the collector refused as malformed (parked, never counted)",
+            labels=["source"],
+        )
         up = GaugeMetricFamily("footfall_agent_source_up", "1 while the source is ok", labels=["source", "state"])
         for intake in p.intakes:
             h = intake.health
@@ -79,8 +84,9 @@ class _Scraped:
             resends.add_metric([h.name], h.dropped)
             frames.add_metric([h.name], h.received)
             errors.add_metric([h.name], h.errors)
+            refused.add_metric([h.name], h.rejected)
             up.add_metric([h.name, h.state], 1 if h.state == "ok" else 0)
-        yield from (taken, resends, frames, errors, up)
+        yield from (taken, resends, frames, errors, refused, up)
         pending = p.buffer.pending
         yield GaugeMetricFamily("footfall_agent_buffered_records", "records waiting for upload", value=pending.depth)
         yield GaugeMetricFamily("footfall_agent_buffered_bytes", "bytes waiting for upload", value=pending.bytes)
@@ -93,6 +99,10 @@ class _Scraped:
             yield CounterMetricFamily(
                 "footfall_agent_rejected_records", "records the collector refused as malformed (kept on the gateway)",
                 value=stats.rejected,
+            )
+            yield GaugeMetricFamily(
+                "footfall_agent_rejected_parked", "refused records parked on the gateway now (requeue-rejected)",
+                value=stats.rejected_parked,
             )
             yield GaugeMetricFamily("footfall_agent_acked_seq", "highest seq the collector acknowledged",
                                     value=stats.acked_seq)

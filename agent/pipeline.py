@@ -62,6 +62,7 @@ from footfall.agent.sources.http_push import HttpPushServer
 from footfall.agent.supervise import SourceSupervisor
 from footfall.agent.systemd import Notifier, Probe, Watchdog, task_alive, watchdog_interval
 from footfall.agent.uploader import Uploader
+from footfall.protocol.records import Record, Transaction
 
 from footfall import __version__
 from footfall.logs import configure, event
@@ -320,6 +321,7 @@ class Pipeline:
                 self.uploader.status = previous
             self.uploader.status.clock_offset_s = self._request_offset_s
             self.uploader.on_response = self.metrics.observe_upload
+            self.uploader.on_rejected = self._record_rejected
             self._uploader_task = asyncio.create_task(self.uploader.run(), name="footfall-uploader")
             self._tasks_changed.set()
 
@@ -489,6 +491,13 @@ class Pipeline:
             intake.health = kept
         self._health[source.name] = intake.health
         return intake
+
+    def _record_rejected(self, record: Record, reason: str) -> None:
+        """Count a record the collector refused against the source that made it (by sensor or terminal name)."""
+        name = record.terminal if isinstance(record, Transaction) else record.sensor
+        health = self._health.get(name)
+        if health is not None:
+            health.refused(int(self.clock() * 1000), reason)
 
     async def status(self, *, running: bool = True) -> dict[str, Any]:
         """Everything `footfall agent status` shows, JSON-ready."""

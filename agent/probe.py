@@ -22,7 +22,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 import aiohttp
-from footfall.agent.decode.extract import DecodeContext, DecodeError, Extractor, default_extractors, extract
+from footfall.agent.decode.extract import DecodeContext, DecodeError, Extractor, default_extractors, extract_frame
 from footfall.agent.decode.formats.modbus import ModbusOptions
 from footfall.agent.decode.profile import Profile, load_profiles
 from footfall.agent.decode.readings import CumulativeCount
@@ -79,10 +79,14 @@ def decode(adapter: Adapter | None, payload: bytes, say: Say, *, source: str = "
         return True
     context = DecodeContext(source=source, zone=adapter.zone, received_ms=int(time.time() * 1000))
     try:
-        readings = extract(adapter.profile, adapter.extractor, payload, context)
+        extraction = extract_frame(adapter.profile, adapter.extractor, payload, context)
     except DecodeError as exc:
         say(f"  adapter {adapter.profile.name}: REFUSED: {exc}")
         return False
+    readings = extraction.readings
+    if extraction.garbage:
+        say(f"  adapter {adapter.profile.name}: skipped {extraction.garbage} part(s) it does not know "
+            "(e.g. printer commands); the rest was read")
     if not readings:
         say(f"  adapter {adapter.profile.name}: no reading in this frame (not an error)")
     for reading in readings:

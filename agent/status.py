@@ -10,9 +10,10 @@ import json
 import os
 import sqlite3
 import time
+from pathlib import Path
 from typing import Any
 
-from footfall.agent.buffer import read_stats
+from footfall.agent.buffer import BufferStats, read_stats, rejected_by_source
 from footfall.agent.config import AgentConfig
 from footfall.agent.fleet_config import read_state
 from footfall.agent.identity import IdentityError, load_identity
@@ -25,7 +26,7 @@ _STALE_PERIODS = 3
 
 
 def gather(config: AgentConfig, now: float | None = None) -> dict[str, Any]:
-    """The status as a dict: `running`, `agent`, `buffer`, `upload`, `sources`, `problems`."""
+    """The status as a dict: `running`, `agent`, `buffer`, `upload`, `sources`, `rejected`, `problems`."""
     now = time.time() if now is None else now
     state_dir = config.agent.state_dir
     out: dict[str, Any] = {"state_dir": str(state_dir), "running": False, "problems": []}
@@ -83,6 +84,8 @@ def gather(config: AgentConfig, now: float | None = None) -> dict[str, Any]:
                 f"{entry['lost_first']}-{entry['lost_last']} were not yet uploaded: "
                 f"`footfall agent buffer salvage {entry['file']}` recovers what it can"
             )
+    out["rejected"] = _rejected(state_dir / BUFFER_FILE, stats, out["sources"])
+    out["problems"] += _rejected_problems(out["rejected"], out["sources"], now)
     clock = out["clock"] or {}
     if out["running"] and clock and clock.get("state") != "ok":
         held = stats.held if stats else 0
@@ -95,6 +98,45 @@ def gather(config: AgentConfig, now: float | None = None) -> dict[str, Any]:
     upload = out["upload"] or {}
     if upload.get("state") == "re-enroll":
         out["problems"].append("the collector refuses this agent: re-enroll with `footfall agent enroll --force`")
+    return out
+
+
+def _rejected(buffer_file: Path, stats: BufferStats | None, sources: list[dict[str, Any]]) -> dict[str, Any]:
+    """Records the collector refused: how many are parked, from which source, and the sources refused whole."""
+    outages = [s["name"] for s in sources if s.get("rejected") and s["rejected"] >= s.get("records", 0)]
+    by_source: dict[str, int] = {}
+    if stats is not None and stats.rejected_parked:
+        try:
+            by_source = rejected_by_source(buffer_file)
+        except sqlite3.DatabaseError:
+            by_source = {}
+    return {
+        "parked": stats.rejected_parked if stats else 0,
+        "refusals": stats.rejected if stats else 0,
+        "reason": stats.rejected_reason if stats else "",
+        "at_ms": stats.rejected_at_ms if stats else 0,
+        "by_source": by_source,
+        "outages": outages,
+    }
+
+
+def _rejected_problems(rejected: dict[str, Any], sources: list[dict[str, Any]], now: float) -> list[str]:
+    """Refused records are an alarm, not a detail: one in a thousand is a bug, all of a source an outage."""
+    out: list[str] = []
+    for source in sources:
+        if source["name"] in rejected["outages"]:
+            out.append(
+                f"source {source['name']}: the collector refused EVERY record it made since the agent started "
+                f"({source['rejected']}): nothing of it is counted, an outage; reason: {source.get('last_rejected')}"
+            )
+    if rejected["parked"]:
+        where = ", ".join(f"{n} {c}" for n, c in sorted(rejected["by_source"].items(), key=lambda kv: -kv[1]))
+        out.append(
+            f"{rejected['parked']} records REFUSED by the collector are parked on this gateway and were never "
+            f"counted (by source: {where or '?'}); newest {_ago(rejected['at_ms'], now)}: {rejected['reason']}. "
+            "Fix the cause (often: upgrade the agent), then run `footfall agent buffer requeue-rejected` with "
+            "the agent stopped"
+        )
     return out
 
 
@@ -122,8 +164,13 @@ def render(status: dict[str, Any], now: float | None = None) -> str:
             lines.append(
                 f"buffer: {buffer['dropped_records']} records DROPPED because the buffer was full (see gap events)"
             )
-        if buffer["rejected"]:
-            lines.append(f"buffer: {buffer['rejected']} records refused by the collector as malformed (kept, not sent)")
+        if buffer.get("rejected_parked"):
+            lines.append(
+                f"buffer: {buffer['rejected_parked']} records REFUSED by the collector, parked and not counted "
+                f"({buffer['rejected']} refusals in all)"
+            )
+        elif buffer["rejected"]:
+            lines.append(f"buffer: {buffer['rejected']} records were refused by the collector; none is parked now")
         if buffer.get("held"):
             lines.append(f"buffer: {buffer['held']} readings HELD until the clock is trusted")
         if buffer.get("restamped") or buffer.get("suspect"):
@@ -166,6 +213,8 @@ def render(status: dict[str, Any], now: float | None = None) -> str:
             line += f"; {s['garbage']} garbage thrown away"
         if s.get("reconnects"):
             line += f"; reconnected {s['reconnects']} times"
+        if s.get("rejected"):
+            line += f"; {s['rejected']} of its {s.get('records', 0)} records REFUSED by the collector"
         if s["last_error"] and s["state"] != "ok":
             line += f"\n    last error ({s['last_error_stage']}, {_ago(s['last_error_ms'], now)}): {s['last_error']}"
         lines.append(line)

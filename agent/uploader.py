@@ -49,12 +49,13 @@ from typing import Any
 
 import aiohttp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from footfall.agent.buffer import Buffer, StoredRecord
+from footfall.agent.buffer import Buffer, StoredRecord, unpack_parked
 from footfall.agent.config import UploadSection
 from footfall.agent.identity import Identity, IdentityError, load_identity, load_key
 from footfall.protocol import signing
 from footfall.protocol.envelope import CONTENT_TYPE, encode_packed_records
 from footfall.protocol.fleet import HEADER_CLOCK_OFFSET
+from footfall.protocol.records import Record
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_never, wait_exponential, wait_random
 
 from footfall.logs import event
@@ -97,6 +98,8 @@ class UploadStatus:
     retries: int = 0
     splits: int = 0
     rejected: int = 0
+    last_rejected: str = ""
+    last_rejected_ms: int = 0
     last_retry_after_s: float = 0.0
     clock_offset_s: float = 0.0
     acked_seq: int = 0
@@ -146,6 +149,8 @@ class Uploader:
         self.status = UploadStatus(batch_limit=settings.max_records)
         # Told the seconds each request took and its status (0: no answer), for the metrics.
         self.on_response: Callable[[float, int], None] | None = None
+        # Told each record the collector refused and why, so its source's health counts it.
+        self.on_rejected: Callable[[Record, str], None] | None = None
         self._reload_identity = False
         self._last_post_s = 0.0
         # Doubling from backoff_initial, plus up to backoff_initial of jitter so that a fleet that
@@ -217,7 +222,11 @@ class Uploader:
             )
             await self.buffer.reject(records[0].seq, reason)
             self.status.rejected += 1
+            self.status.last_rejected = reason
+            self.status.last_rejected_ms = int(self._clock() * 1000)
             event(log, "record_rejected", logging.ERROR, seq=records[0].seq, reason=reason)
+            if self.on_rejected is not None:
+                self.on_rejected(unpack_parked(records[0].body), reason)
             return
         self.status.splits += 1
         middle = len(records) // 2

@@ -7,7 +7,12 @@ directory, so no password is needed and none can leak.
 
 PostgreSQL refuses to run as root. Started as root, this module runs `initdb`, `pg_ctl` and
 the server as the `postgres` user and gives it the cluster directory; every folder above it
-must be traversable by that user, and the error says which one is not.
+must be traversable by that user. A root's first command is often a clone into `/root` (mode
+0700) followed by `./scripts/demo`: then the cluster is made where `postgres` can reach it,
+`/var/lib/footfall/postgres/<data dir's name>-<hash of its path>`, and `postgres` in the data
+directory is a symbolic link to it, so every later start (and a person looking) finds it; a log
+line says where and why. Nothing in the data directory's own permissions changes. A cluster
+already made inside the unreachable folder is not moved: the error says which folder to open.
 
 Idempotent on purpose:
 - initdb runs once, into a temporary folder renamed into place, so an interrupted initdb never
@@ -22,6 +27,7 @@ Idempotent on purpose:
 from __future__ import annotations
 
 import glob
+import hashlib
 import logging
 import os
 import pwd
@@ -50,6 +56,8 @@ SOCKET_PORT = 5432
 # Linux's limit for a unix socket path (sun_path is 108 bytes with the trailing NUL).
 _MAX_SOCKET_PATH = 107
 _RUN_AS = "postgres"
+# Where root's clusters go when `postgres` cannot reach the data directory.
+CLUSTERS_ROOT = Path("/var/lib/footfall/postgres")
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,16 +141,27 @@ class EmbeddedPostgres:
         bindir: str | os.PathLike[str] | None = None,
         durable: bool = True,
         timeout: float = 60.0,
+        clusters_root: str | os.PathLike[str] = CLUSTERS_ROOT,
     ) -> None:
-        """`durable=False` turns fsync off: for throwaway test clusters only. `timeout` bounds each start and stop."""
+        """`durable=False` turns fsync off: for throwaway test clusters only. `timeout` bounds each start and stop.
+
+        `clusters_root`: where the cluster goes when run as root and `postgres` cannot reach `data_dir`.
+        """
         # Resolved: the running server is recognised by its working directory, which the kernel reports resolved.
         self.data_dir = Path(data_dir).resolve()
-        self.pgdata = self.data_dir / "postgres"
-        self.logfile = self.pgdata / "server.log"
+        self.link = self.data_dir / "postgres"
+        # A cluster made elsewhere (see the module docstring) is found through its link.
+        self.pgdata = self.link.resolve() if self.link.is_symlink() else self.link
         self.durable = durable
         self.timeout = timeout
+        self.clusters_root = Path(clusters_root)
         self._bindir_arg = bindir
         self._started = False
+
+    @property
+    def logfile(self) -> Path:
+        """The server's log, in the cluster folder."""
+        return self.pgdata / "server.log"
 
     @property
     def socket_dir(self) -> Path:
@@ -209,22 +228,47 @@ class EmbeddedPostgres:
     # -- steps -------------------------------------------------------------------------
 
     def _check_paths(self, runner: _Runner) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        blocked = _first_blocked(self.pgdata.parent, runner)
+        if blocked is not None and os.geteuid() == 0 and not (self.pgdata / "PG_VERSION").is_file():
+            self._relocate(runner, blocked)
+            blocked = _first_blocked(self.pgdata.parent, runner)
+        if blocked is not None:
+            raise ClusterError(
+                f"PostgreSQL runs as uid {runner.uid}, which cannot enter {blocked} on the way to {self.pgdata}: "
+                f"allow it (chmod o+x {blocked}) or choose a --data-dir outside it"
+            )
         socket = self.socket_dir / f".s.PGSQL.{SOCKET_PORT}"
         if len(str(socket)) > _MAX_SOCKET_PATH:
             raise ClusterError(
                 f"the data directory {self.data_dir} is too deep: its socket path would be {len(str(socket))} "
                 f"characters and unix sockets allow {_MAX_SOCKET_PATH}; choose a shorter --data-dir"
             )
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        for folder in [self.data_dir, *self.data_dir.parents]:
-            if not _traversable(folder, runner):
-                raise ClusterError(
-                    f"PostgreSQL runs as uid {runner.uid}, which cannot enter {folder} on the way to {self.pgdata}: "
-                    f"allow it (chmod o+x {folder}) or choose a --data-dir outside it"
-                )
+
+    def _relocate(self, runner: _Runner, blocked: Path) -> None:
+        """Make the cluster's home under `clusters_root`, reachable by `postgres`, linked from the data directory."""
+        digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
+        home = self.clusters_root / f"{self.data_dir.name[:40]}-{digest}"
+        self.clusters_root.mkdir(mode=0o755, parents=True, exist_ok=True)
+        if self.link.is_symlink() or self.link.is_dir():
+            # A link to a cluster that is gone, or the debris of an attempt that failed here: never data.
+            if self.link.is_symlink():
+                self.link.unlink()
+            else:
+                shutil.rmtree(self.link)
+        tmp = self.link.with_name(self.link.name + ".link")
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(home)
+        os.replace(tmp, self.link)
+        self.pgdata = home
+        event(
+            log, "embedded_pg_relocated", logging.WARNING, data_dir=str(self.data_dir), pgdata=str(home),
+            reason=f"the postgres user (uid {runner.uid}) cannot enter {blocked}",
+            note=f"{self.link} links to it; remove both to start afresh",
+        )
 
     def _initdb(self, bindir: Path, runner: _Runner) -> None:
-        scratch = self.data_dir / "postgres.initdb"
+        scratch = self.pgdata.with_name(self.pgdata.name + ".initdb")
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(mode=0o700)
         os.chown(scratch, runner.uid, runner.gid)
@@ -341,7 +385,8 @@ class EmbeddedPostgres:
                 capture_output=True,
                 stdin=subprocess.DEVNULL,
                 text=True,
-                cwd=self.pgdata if self.pgdata.is_dir() else self.data_dir,
+                # Never the data directory itself: as root, it may be a folder `postgres` cannot enter.
+                cwd=self.pgdata if self.pgdata.is_dir() else self.pgdata.parent,
                 timeout=self.timeout + 10,
                 check=False,
                 # Detached, the server survives a SIGKILLed collector (and is reused) and does not
@@ -350,6 +395,14 @@ class EmbeddedPostgres:
             )
         except subprocess.TimeoutExpired:
             raise ClusterError(f"{' '.join(cmd)} did not finish in {self.timeout + 10:.0f} s") from None
+
+
+def _first_blocked(folder: Path, runner: _Runner) -> Path | None:
+    """The first of `folder` and its parents that `runner` cannot enter, from the top; None when all can be."""
+    for candidate in reversed([folder, *folder.parents]):
+        if not _traversable(candidate, runner):
+            return candidate
+    return None
 
 
 def _traversable(folder: Path, runner: _Runner) -> bool:

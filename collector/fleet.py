@@ -44,6 +44,9 @@ a.id, a.org_id, a.site_id, a.status, a.version, a.hostname, a.enrolled_at, a.rev
 a.last_heartbeat_at, a.hw_seq, a.clock_skew_s, a.backlog_records, a.backlog_oldest_at, a.sources_total,
 a.sources_down, a.disk_free_bytes, a.config_applied_version, a.config_applied_at, a.config_rejected_version,
 a.config_error, a.rotate_requested_at, a.key_rotated_at, a.clock_state, a.readings_restamped, a.readings_suspect,
+coalesce((a.heartbeat->'buffer'->>'rejected_parked')::bigint, (a.heartbeat->'buffer'->>'rejected')::bigint)
+  AS rejected_records,
+coalesce(a.heartbeat->'buffer'->>'rejected_reason', '') AS rejected_reason,
 (SELECT c.version FROM config_versions c WHERE c.org_id = a.org_id
    AND ((c.scope = 'agent' AND c.target = a.id) OR (c.scope = 'site' AND c.target = a.site_id) OR c.scope = 'all')
    ORDER BY c.version DESC LIMIT 1) AS config_desired_version
@@ -101,6 +104,10 @@ class FleetAgent:
     clock_state: str = "unknown"
     readings_restamped: int = 0
     readings_suspect: int = 0
+    # Records the collector refused, parked on the gateway (the last heartbeat's; an older agent sends its
+    # refusals in all), and the newest one's reason: never counted until `requeue-rejected` sends them again.
+    rejected_records: int | None = None
+    rejected_reason: str = ""
 
     def as_json(self, now: datetime) -> dict[str, Any]:
         """JSON-ready, with ages in seconds beside the times (`last_seen` is the last contact of any kind)."""
@@ -136,6 +143,7 @@ SORT_KEYS: dict[str, Any] = {
     "skew": lambda a: abs(a.clock_skew_s) if a.clock_skew_s is not None else None,
     "version": lambda a: a.version,
     "sources-down": lambda a: a.sources_down,
+    "rejected": lambda a: a.rejected_records,
     "config": lambda a: a.config_applied_version,
 }
 
@@ -286,7 +294,7 @@ async def record_heartbeat(conn: Conn, agent_id: str, org_id: str, heartbeat: He
 
 
 def _changes(previous: dict[str, Any] | None, now: Heartbeat) -> list[tuple[str, str]]:
-    """Log lines for what changed between two heartbeats: sources going down or back, uploads refused."""
+    """Log lines for what changed between two heartbeats: sources going down or back, uploads or records refused."""
     before = {s.get("name"): s for s in (previous or {}).get("sources", []) if isinstance(s, dict)}
     out: list[tuple[str, str]] = []
     for source in now.sources:
@@ -295,6 +303,13 @@ def _changes(previous: dict[str, Any] | None, now: Heartbeat) -> list[tuple[str,
             out.append(("source_" + source.state, f"{source.name}: {source.last_error or 'no detail'}"))
         elif source.state == "ok" and was != "ok":
             out.append(("source_ok", f"{source.name} is ok again"))
+    parked_before = int((previous or {}).get("buffer", {}).get("rejected_parked", 0) or 0)
+    if now.buffer.rejected_parked > parked_before:
+        out.append((
+            "records_rejected",
+            f"{now.buffer.rejected_parked} records refused by the collector are parked on the gateway, never "
+            f"counted: {now.buffer.rejected_reason}",
+        ))
     was_upload = (previous or {}).get("upload", {}).get("state")
     if now.upload.state == "re-enroll" and was_upload != "re-enroll":
         out.append(("upload_refused", now.upload.last_error))

@@ -66,7 +66,9 @@ Offline = Annotated[str, typer.Option("--offline", help="An agent silent this lo
 # Past this many seconds of skew, the clock column gets a "!".
 LARGE_SKEW_S = 10.0
 STATES = ("online", "stale", "offline", "revoked")
-SORTS = ("site", "id", "state", "last-seen", "backlog", "oldest", "skew", "version", "sources-down", "config")
+SORTS = (
+    "site", "id", "state", "last-seen", "backlog", "oldest", "skew", "version", "sources-down", "rejected", "config"
+)
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -238,7 +240,9 @@ def agents_list(
 
     An agent is online while it was heard from (heartbeat or upload) within --stale, stale until
     --offline, then offline. SKEW is its clock minus the collector's ("!" past 10 s). BACKLOG is
-    what waits on the gateway, OLDEST the age of the oldest unsent reading.
+    what waits on the gateway, OLDEST the age of the oldest unsent reading. REJECTED counts the
+    records the collector refused, parked on the gateway and never counted ("!" when any): a bug
+    somewhere, or an outage when it grows with every reading (`agents show` gives the reason).
     """
     if sort not in SORTS:
         _fail(f"--sort must be one of {', '.join(SORTS)}", EXIT_USAGE)
@@ -275,17 +279,25 @@ def agents_list(
             _age(a["backlog_oldest_age_s"]) if a["backlog_records"] else "-",
             _skew(a["clock_skew_s"]),
             "-" if a["sources_total"] is None else f"{a['sources_down']}/{a['sources_total']}",
+            _rejected_cell(a.get("rejected_records")),
             _config_cell(a),
         ]
         for a in agents
     ]
     _table(
-        ["ID", "SITE", "STATE", "VERSION", "LAST SEEN", "BACKLOG", "OLDEST", "SKEW", "DOWN", "CONFIG"],
+        ["ID", "SITE", "STATE", "VERSION", "LAST SEEN", "BACKLOG", "OLDEST", "SKEW", "DOWN", "REJECTED", "CONFIG"],
         rows,
         empty="(no agents match)",
     )
     counts = {s: sum(1 for a in agents if a["state"] == s) for s in STATES}
     typer.echo(f"{len(agents)} agents: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n), err=True)
+
+
+def _rejected_cell(parked: int | None) -> str:
+    """Refused records parked on the gateway: "-" before a heartbeat, "0", or the count flagged with "!"."""
+    if parked is None:
+        return "-"
+    return f"{parked}!" if parked else "0"
 
 
 def _config_cell(agent: dict[str, Any]) -> str:
@@ -331,7 +343,8 @@ def agents_show(
         lines.append(
             f"backlog    {buffer['depth']} records ({_size(buffer['bytes'])} of {_size(buffer['max_size'])}), "
             f"oldest {_age(a['backlog_oldest_age_s'])}; {buffer['dropped_records']} dropped when full, "
-            f"{buffer['rejected']} refused as malformed"
+            f"{buffer.get('rejected_parked', buffer['rejected'])} refused by the collector and parked"
+            + (f" (newest: {buffer['rejected_reason']})" if buffer.get("rejected_reason") else "")
         )
         lines.append(f"disk       {_size(a['disk_free_bytes'])} free for the buffer")
     upload = hb.get("upload")

@@ -11,7 +11,8 @@ sites adding up under equal keys. Two paths read different rollups and give the 
   local hour or a trading interval is a set of quarters.
 
 Completeness: a site's expected sensors (collector/sitesettings.py, SiteInfo.expected) times the
-quarters of the bucket is what should have reported; the coverage rollup says what did. Outages
+quarters of the bucket is what should have reported; the coverage rollup says what did (a quarter
+only spanned by a count spread over hours counts for its day, not for itself: migration 0018). Outages
 (collector/outages.py) flag the buckets they overlap. The caller runs this on a connection whose
 transaction is bound to the organization (collector/tenancy.py), so row security applies too.
 """
@@ -305,7 +306,7 @@ async def _from_quarters(conn: Conn, plan: _Plan, series: Series) -> None:
             FROM sales_15m c WHERE {where} AND c.bucket_start >= %(lo)s AND c.bucket_start < %(hi)s
             GROUP BY c.site_id, c.bucket_start, c.currency"""))
     statements.append(("coverage", f"""
-        SELECT c.site_id, c.local_day, c.sensor, c.mask::text FROM sensor_coverage_day c
+        SELECT c.site_id, c.local_day, c.sensor, (c.mask & ~c.spread)::text FROM sensor_coverage_day c
         JOIN unnest(%(exp_sites)s::text[], %(exp_sensors)s::text[]) AS e(site_id, sensor)
           ON e.site_id = c.site_id AND e.sensor = c.sensor
         WHERE {where} AND c.local_day >= %(first_day)s AND c.local_day <= %(last_day)s"""))

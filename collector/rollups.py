@@ -5,6 +5,11 @@ not one per record, so the database's ON CONFLICT work does not grow with the ba
 
 The rules (the SQL comments in migrations/0003_rollups.sql say why):
 - a count lands wholly in the 15-minute UTC bucket, and the local day, of its period start;
+- a count covers (completeness) every quarter its period overlaps; one with people over more
+  than an hour is *spread*: nobody knows in which of its quarters they came, so its quarters are
+  covered for its day's answers but marked spread, which 15-minute and hour answers do not count
+  as reported (migrations/0018_coverage_spread.sql). One that crosses local midnight covers
+  nothing: its people are all filed in its first day, so neither day is exact;
 - a transaction lands in the bucket and local day of its time; refunds and voids are kept
   apart from sales, all amounts positive;
 - the local day is computed with zoneinfo in the site's IANA zone.
@@ -22,6 +27,8 @@ from footfall.protocol.records import Count, Occupancy, Record, SensorEvent, Tra
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 BUCKET = timedelta(minutes=15)
+# A count with people over a longer period is spread: exact for its day, not for its hours.
+SPREAD_OVER = timedelta(hours=1)
 
 
 def from_ms(ms: int) -> datetime:
@@ -96,6 +103,8 @@ class Rollups:
     sensors: dict[SensorKey, tuple[datetime, datetime]] = field(default_factory=dict)
     # (local day, sensor) -> bit mask of the day's quarters the sensor reported for.
     coverage: dict[tuple[date, str], int] = field(default_factory=dict)
+    # (local day, sensor) -> the quarters among those covered only as part of a spread count.
+    spread: dict[tuple[date, str], int] = field(default_factory=dict)
     # sensor -> what it reports and the (earliest, latest) time of its counts and occupancy readings.
     reporting: dict[str, SensorReport] = field(default_factory=dict)
     occupancy_15m: dict[tuple[datetime, str, str], int] = field(default_factory=dict)
@@ -137,9 +146,12 @@ def compute(records: Iterable[Record], zone: ZoneInfo) -> Rollups:
             end = from_ms(record.end_ms)
             quarter = bucket_of(moment)
             out.count_quarters.add(quarter)
-            while quarter < end:
-                _cover(out, days, record.sensor, quarter)
-                quarter += BUCKET
+            if (record.entries or record.exits) and end - moment > SPREAD_OVER:
+                _cover_spread(out, days, record.sensor, quarter, end)
+            else:
+                while quarter < end:
+                    _cover(out, days, record.sensor, quarter)
+                    quarter += BUCKET
             _report(out, record.sensor, moment, counts=True)
             _extend(out, moment, end)
         elif isinstance(record, Transaction):
@@ -186,6 +198,21 @@ def _cover(out: Rollups, days: _DayStarts, sensor: str, quarter: datetime) -> No
     day, index = days.locate(quarter)
     key = (day, sensor)
     out.coverage[key] = out.coverage.get(key, 0) | (1 << index)
+
+
+def _cover_spread(out: Rollups, days: _DayStarts, sensor: str, first: datetime, end: datetime) -> None:
+    """The quarters of a spread count: covered and marked spread, when they all lie in one local day."""
+    located = []
+    quarter = first
+    while quarter < end:
+        located.append(days.locate(quarter))
+        quarter += BUCKET
+    if len({day for day, _ in located}) != 1:
+        return
+    for day, index in located:
+        key = (day, sensor)
+        out.coverage[key] = out.coverage.get(key, 0) | (1 << index)
+        out.spread[key] = out.spread.get(key, 0) | (1 << index)
 
 
 def _report(out: Rollups, sensor: str, moment: datetime, *, counts: bool = False, occupancy: bool = False) -> None:

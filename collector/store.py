@@ -120,10 +120,11 @@ DO UPDATE SET first_seen_at = LEAST(s.first_seen_at, excluded.first_seen_at),
 
 # Completeness and occupancy rollups (migrations 0005 and 0006), same rules as above.
 _UPSERT_COVERAGE = """
-INSERT INTO sensor_coverage_day AS t (org_id, site_id, local_day, sensor, mask, quarters)
-SELECT %s, %s, u.* FROM unnest(%s::date[], %s::text[], %s::bit(128)[], %s::int4[]) AS u
+INSERT INTO sensor_coverage_day AS t (org_id, site_id, local_day, sensor, mask, quarters, spread)
+SELECT %s, %s, u.* FROM unnest(%s::date[], %s::text[], %s::bit(128)[], %s::int4[], %s::bit(128)[]) AS u
 ON CONFLICT (org_id, site_id, local_day, sensor)
-DO UPDATE SET mask = t.mask | excluded.mask, quarters = bit_count(t.mask | excluded.mask)
+DO UPDATE SET mask = t.mask | excluded.mask, quarters = bit_count(t.mask | excluded.mask),
+    spread = t.spread | excluded.spread
 """
 _UPSERT_SITE_SENSORS = """
 INSERT INTO site_sensors AS s (org_id, site_id, sensor, counts, occupancy, reporting_since, last_report_at)
@@ -317,7 +318,8 @@ def _completeness_statements(ctx: AgentContext, sums: rollups.Rollups) -> list[t
         keys = sorted(sums.coverage)
         masks = [sums.coverage[k] for k in keys]
         out.append((_UPSERT_COVERAGE, (
-            *site, [d for d, _ in keys], [s for _, s in keys], [_bits(m) for m in masks], [m.bit_count() for m in masks]
+            *site, [d for d, _ in keys], [s for _, s in keys], [_bits(m) for m in masks],
+            [m.bit_count() for m in masks], [_bits(sums.spread.get(k, 0)) for k in keys],
         )))
     if sums.reporting:
         names = sorted(sums.reporting)

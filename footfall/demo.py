@@ -194,7 +194,11 @@ async def _bootstrap(collector_dir: Path) -> tuple[str, str]:
     from footfall.collector import admin
     from footfall.collector.embedded_pg import EmbeddedPostgres
 
-    async with await psycopg.AsyncConnection.connect(EmbeddedPostgres(collector_dir).dsn, autocommit=True) as conn:
+    cluster = EmbeddedPostgres(collector_dir)
+    if not cluster.pgdata.is_relative_to(collector_dir):
+        _say(f"the database cluster is in {cluster.pgdata}, where the postgres user can reach it "
+             f"(linked from {cluster.link})")
+    async with await psycopg.AsyncConnection.connect(cluster.dsn, autocommit=True) as conn:
         if ORG not in {o.id for o in await admin.list_organizations(conn)}:
             await admin.create_organization(conn, "Demo Retail", ORG)
         if SITE not in {s.id for s in await admin.list_sites(conn, ORG)}:

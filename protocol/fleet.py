@@ -70,6 +70,9 @@ class BufferState:
     acked_seq: int = 0
     dropped_records: int = 0
     rejected: int = 0
+    # Refused records parked on the gateway now (a requeue sends them again), and the newest one's reason.
+    rejected_parked: int = 0
+    rejected_reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,9 +29,10 @@ def counting(profile: Profile) -> str:
     if profile.counter == "interval":
         return "per interval"
     wrap = f", wraps at {profile.modulus}" if profile.modulus else ""
+    filed = "; filed at the push" if profile.delta_at == "end" else ""
     if profile.counter == "daily_cumulative":
-        return f"cumulative since local midnight{wrap}"
-    return f"cumulative since power-on or reset{wrap}"
+        return f"cumulative since local midnight{wrap}{filed}"
+    return f"cumulative since power-on or reset{wrap}{filed}"
 
 
 def time_convention(profile: Profile) -> str:

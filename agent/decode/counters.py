@@ -21,7 +21,21 @@ The rules (design.md, "Counter semantics"):
   clock stepping back: a `clock` event says so, and its people likewise come with the next one.
 - A daily cumulative counter (Hikvision realTime, the old Axis live sum) counts from zero
   every local midnight: a reading of a new day is a delta from zero over [midnight, reading),
-  expected and silent; a drop within a day is a reset as above.
+  expected and silent; a drop within a day is a reset as above. Its very first reading is no
+  baseline either: its totals are the day's since midnight as well, so they become a count over
+  [midnight, reading). Nobody knows when in that span those people came: the period says so,
+  and the collector files a long period with people as spread over it (collector/rollups.py).
+  Unless a damaged buffer was replaced since that midnight: the counter's state may be what was
+  lost, its morning already sent, and the first reading is a baseline as for other counters.
+- Where a delta is filed (`[profile] delta_at`): `start`, the default, files the people of
+  [previous, this) under the period, which the collector files at its start: right for totals
+  polled or logged on a schedule, whose people crossed anywhere in it. `end` is for devices
+  that push when their count changes (Hikvision realTime, a Terabee count frame per crossing):
+  the people crossed just before the push that reports them, and the spell before was quiet.
+  So the period becomes two counts: zero people over [previous, this - 1 ms), which tells the
+  collector the sensor was watching the whole quiet spell, and the delta over the last
+  millisecond before the push. Filed at the earlier push instead, a visitor after a quiet spell
+  would move back by the whole spell, often into the previous hour.
 - With `[dedupe] by = "end"` (Xovis, whose pushes overlap), an interval is a resend unless it
   ends after the latest one taken for its line; the latest end is state like a counter's.
 - With `[dedupe] event_id`, a frame whose event id was already taken is a resend whole.
@@ -46,6 +60,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from footfall.agent.buffer import QUARANTINE_KEY
 from footfall.agent.decode.readings import CumulativeCount, Reading
 from footfall.protocol.records import ClockQuality, Count, Occupancy, Record, SensorEvent, Transaction
 
@@ -86,6 +101,7 @@ class CounterPolicy:
     modulus: int = 0
     by: str = "start"
     void_needs_sale: bool = False
+    delta_at: str = "start"
 
 
 @dataclass(slots=True)
@@ -191,6 +207,8 @@ def advance(previous: int, current: int, modulus: int) -> Step:
     return Step(current, "reset")
 
 
+# `delta_at = "end"`: the people of a push are filed over its last millisecond (the finest time a record has).
+_PUSH_SLICE_MS = 1
 # Wall and monotonic readings are whole milliseconds: consecutive periods may disagree by a
 # rounding step. Below this the period starts exactly where the previous one ended (clock.STEP_MS).
 _CONTIGUOUS_MS = 1000
@@ -208,6 +226,13 @@ def _cumulative(state: CounterState, reading: CumulativeCount, policy: CounterPo
         state_now.update(mono_ms=reading.mono_ms, boot=reading.boot, trusted=reading.trusted)
     if saved is None:
         state.put_state(key, state_now)
+        if reading.day and reading.day_start_ms < reading.at_ms and not _state_lost_since(state, reading.day_start_ms):
+            # Since local midnight, like any later day's first reading: counted, spread over the morning.
+            state.append(
+                Count(reading.sensor, reading.line, reading.day_start_ms, reading.at_ms, reading.entries, reading.exits)
+            )
+            result.records += 1
+            return
         result.baselines += 1
         return
     period = _period(saved, reading)
@@ -227,7 +252,8 @@ def _cumulative(state: CounterState, reading: CumulativeCount, policy: CounterPo
     if reading.day and saved.get("day") and reading.day != saved["day"]:
         # A new local day: the device restarted from zero at midnight, as it does every day.
         steps = {ch: Step(getattr(reading, ch), "ok") for ch in ("entries", "exits")}
-        if reading.day_start_ms < reading.at_ms:
+        if reading.day_start_ms < reading.at_ms and policy.delta_at == "start":
+            # Polled: whoever came before midnight after the last reading is in yesterday's totals, unseen.
             start = max(start, reading.day_start_ms)
     else:
         steps = {ch: advance(saved[ch], getattr(reading, ch), policy.modulus) for ch in ("entries", "exits")}
@@ -239,19 +265,29 @@ def _cumulative(state: CounterState, reading: CumulativeCount, policy: CounterPo
                 detail += f" (wrapped at {policy.modulus})"
             state.append(SensorEvent(reading.sensor, reading.at_ms, kind, detail))  # type: ignore[arg-type]
             result.events += 1
-    state.append(
-        Count(
-            reading.sensor,
-            reading.line,
-            start,
-            reading.at_ms,
-            steps["entries"].delta,
-            steps["exits"].delta,
-            clock=clock,
-        )
-    )
+    entries, exits = steps["entries"].delta, steps["exits"].delta
+    end = reading.at_ms
+    if policy.delta_at == "end" and (entries or exits) and end - start > _PUSH_SLICE_MS:
+        # The quiet spell, then the people at the push that reported them.
+        state.append(Count(reading.sensor, reading.line, start, end - _PUSH_SLICE_MS, 0, 0, clock=clock))
+        result.records += 1
+        start = end - _PUSH_SLICE_MS
+    state.append(Count(reading.sensor, reading.line, start, end, entries, exits, clock=clock))
     result.records += 1
     state.put_state(key, state_now)
+
+
+def _state_lost_since(state: CounterState, since_ms: int) -> bool:
+    """Whether a damaged or deleted buffer was replaced at or after `since_ms` (buffer.py, guarantee 7).
+
+    A counter with no state then may simply have lost it: the people since midnight may already
+    have gone up from the old buffer, so its first reading is a baseline, as before, rather than
+    a chance to count them twice.
+    """
+    quarantine = state.get_state(QUARANTINE_KEY) or {}
+    return any(
+        isinstance(entry, dict) and int(entry.get("at_ms", 0)) >= since_ms for entry in quarantine.get("files", [])
+    )
 
 
 def _period(saved: dict[str, Any], reading: CumulativeCount) -> tuple[int, ClockQuality] | None:

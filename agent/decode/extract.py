@@ -36,6 +36,7 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
+from footfall.agent.decode.currencies import minor_unit_digits
 from footfall.agent.decode.formats.tree import ABSENT
 from footfall.agent.decode.readings import CumulativeCount, Reading
 from footfall.protocol.errors import MalformedBatch
@@ -43,6 +44,10 @@ from footfall.protocol.records import TRANSACTION_KINDS, Count, Occupancy, Trans
 
 if TYPE_CHECKING:
     from footfall.agent.decode.profile import Profile
+
+# `decimals = "currency"`: an amount in the currency's major unit, with as many decimals as its
+# minor unit has (agent/decode/currencies.py); scaled once the reading's currency is known.
+BY_CURRENCY = -1
 
 
 class DecodeError(ValueError):
@@ -187,11 +192,16 @@ class WhereRule:
 
 @dataclass(slots=True)
 class Extraction:
-    """What one frame holds: its readings, how many items `[where]` left out, and its event key if any."""
+    """What one frame holds: its readings, how many items `[where]` left out, and its event key if any.
+
+    `garbage`: parts of the frame the format skipped without reading them (an ESC/POS command
+    it does not know); the frame is still taken, and the source counts them.
+    """
 
     readings: list[Reading] = field(default_factory=list)
     skipped: int = 0
     event_key: str = ""
+    garbage: int = 0
 
 
 def extract(profile: Profile, extractor: Extractor, payload: bytes, ctx: DecodeContext) -> list[Reading]:
@@ -207,6 +217,9 @@ def extract_frame(profile: Profile, extractor: Extractor, payload: bytes, ctx: D
     errors: list[str] = []
     textual = bool(getattr(extractor, "textual", False))
     event_id = getattr(profile, "event_id", None)
+    garbage = getattr(extractor, "garbage", None)
+    if garbage is not None:
+        out.garbage = sum(garbage(item) for _, item in items)
     if event_id is not None and items:
         root = getattr(items[0][1], "root", items[0][1])
         raw = extractor.get(root, event_id.compiled)
@@ -380,8 +393,19 @@ def _serial(_: FieldSpec, raw: Any) -> int:
     return raw
 
 
-def _amount(spec: FieldSpec, raw: Any) -> int:
+def _amount(spec: FieldSpec, raw: Any) -> int | Decimal:
     signed = spec.negative == "refund"
+    if spec.decimals == BY_CURRENCY:
+        # Scaled once the currency is known (`_reading`).
+        if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+            raise ValueError(f"must be a decimal amount such as 12.50, got {show(raw)}")
+        try:
+            major = Decimal(str(raw).strip())
+        except InvalidOperation:
+            raise ValueError(f"must be a decimal amount such as 12.50, got {show(raw)}") from None
+        if not major.is_finite() or (major < 0 and not signed):
+            raise ValueError(f"must be {'a number' if signed else '>= 0'}, got {show(raw)}")
+        return major
     if spec.decimals == 0:
         if type(raw) is not int or (raw < 0 and not signed):
             raise ValueError(f"must be a whole number of minor units (cents) >= 0, got {show(raw)}")
@@ -557,6 +581,14 @@ def _reading(
         reading = Occupancy(ctx.source, v["zone"], v["at"], v["value"])
     else:
         amount, kind = v["amount"], v["kind"]
+        if isinstance(amount, Decimal):
+            digits = minor_unit_digits(v["currency"])
+            minor = amount.scaleb(digits)
+            if minor != minor.to_integral_value():
+                raise DecodeError(
+                    f"{where or 'body'}: amount {amount} has more decimals than {v['currency']} has ({digits})"
+                )
+            amount = int(minor)
         if amount < 0:
             if kind != "sale":
                 raise DecodeError(f"{where or 'body'}: a {kind} with a negative amount ({amount}) cannot be counted")

@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 from footfall.agent.config import ConfigError, Problem, TableReader, meta
 from footfall.agent.decode.extract import (
+    BY_CURRENCY,
     FIELD_KINDS,
     READING_FIELDS,
     REQUIRED,
@@ -79,6 +80,14 @@ class ProfileSection:
     )
     modulus: int = field(
         default=0, metadata=meta("int", "cumulative only: the value at which the counter wraps; 0 = never", min=0)
+    )
+    delta_at: Literal["start", "end"] = field(
+        default="start",
+        metadata=meta(
+            "choice",
+            "cumulative only: where the people between two readings are filed: start (anywhere in the period: "
+            "polled or logged totals) or end (at the later reading: a device that pushes when its count changes)",
+        ),
     )
 
 
@@ -163,6 +172,8 @@ class Profile:
     raw_options: Mapping[str, Any] = field(default_factory=dict)
     # `[framing]`: how a byte stream (serial) is cut into frames; None for message transports.
     framing: Framing | None = None
+    # Cumulative counters: where the people between two readings are filed (counters.py).
+    delta_at: Literal["start", "end"] = "start"
 
     @property
     def shape(self) -> str:
@@ -257,6 +268,8 @@ def parse_profile(
             reader.add("profile.counter", "only count profiles are cumulative; remove it")
         if head.modulus and not (head.reading == "count" and head.counter != "interval"):
             reader.add("profile.modulus", 'only a cumulative counter wraps; remove it or set counter = "cumulative"')
+        if head.delta_at != "start" and not (head.reading == "count" and head.counter != "interval"):
+            reader.add("profile.delta_at", "only a cumulative counter's deltas have a place to be filed; remove it")
     for name in extractors:
         if name in body and (head is None or name != head.format):
             reader.add(name, f"a [{name}] section belongs to format = {name!r} profiles")
@@ -288,6 +301,7 @@ def parse_profile(
         reading=head.reading,
         counter=head.counter,
         modulus=head.modulus,
+        delta_at=head.delta_at,
         time=time,
         dedupe=dedupe,
         options=options,
@@ -504,8 +518,14 @@ def _field(
         reader.add(f"{key}.map", 'must be a table from the device\'s words to ours, e.g. { return = "refund" }')
         mapping = None
     decimals = spec.get("decimals", 0)
-    if type(decimals) is not int or not 0 <= decimals <= 6 or (decimals and kind != "amount"):
-        reader.add(f"{key}.decimals", "only amount takes decimals: 0-6 digits after the point the device sends")
+    if decimals == "currency" and kind == "amount":
+        decimals = BY_CURRENCY
+    elif type(decimals) is not int or not 0 <= decimals <= 6 or (decimals and kind != "amount"):
+        reader.add(
+            f"{key}.decimals",
+            'only amount takes decimals: 0-6 digits after the point the device sends, or "currency" '
+            "(as many as the currency's minor unit has: 2 for EUR, 0 for JPY, 3 for KWD)",
+        )
         decimals = 0
     compiled: Any = None
     more: list[Any] = []

@@ -42,6 +42,9 @@ class SourceHealth:
     taken; `dropped` readings dropped as resends; `errors` frames refused or not stored and
     connection failures; `garbage` bytes (serial) or messages (other transports) that formed
     no frame or were refused; `reconnects` how often a connection that was up was lost.
+    `records` counts the records its readings made, `rejected` those of them the collector
+    refused as malformed (parked on the gateway, never counted): the same number means that
+    nothing this source sends is counted, an outage whatever its own state says.
     """
 
     name: str
@@ -60,6 +63,10 @@ class SourceHealth:
     garbage: int = 0
     reconnects: int = 0
     connected: bool = False
+    records: int = 0
+    rejected: int = 0
+    last_rejected: str = ""
+    last_rejected_ms: int = 0
 
     def took(self, now_ms: int, accepted: int, dropped: int) -> None:
         """A frame was decoded and committed."""
@@ -96,6 +103,17 @@ class SourceHealth:
         self.last_error = message
         self.last_error_stage = "receiving"
         self.last_error_ms = now_ms
+
+    @property
+    def all_refused(self) -> bool:
+        """Whether the collector refused as many of its records as it made (since the agent started)."""
+        return self.rejected > 0 and self.rejected >= self.records
+
+    def refused(self, now_ms: int, reason: str) -> None:
+        """The collector refused one of this source's records as malformed (it is parked, not counted)."""
+        self.rejected += 1
+        self.last_rejected = reason
+        self.last_rejected_ms = now_ms
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready."""

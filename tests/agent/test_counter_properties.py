@@ -4,12 +4,15 @@ A simulated device writes running totals as JSON; hypothesis chooses when people
 counter wraps or the device reboots, which bodies it sends twice, and when the agent restarts
 (the buffer is closed and opened again, so every bit of counter state is reloaded from the
 SQLite file). Whatever it chooses, the counts stored add up to exactly the people the device
-saw after its first (baseline) reading, and no count is negative.
+saw after its first (baseline) reading (for a counter since local midnight, since that
+midnight), and no count is negative; filed at the push (`delta_at = "end"`), every person is
+in a count that ends at a reading, and the quiet spells between readings are covered by zeros.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import tempfile
 from datetime import datetime, timedelta
@@ -31,9 +34,9 @@ PROPERTY = settings(max_examples=25, deadline=None, suppress_health_check=[Healt
 PARIS = ZoneInfo("Europe/Paris")
 
 
-def profile(counter: str, modulus: int = 0) -> Profile:
+def profile(counter: str, modulus: int = 0, delta_at: str = "start") -> Profile:
     data: dict[str, Any] = {
-        "profile": {"name": "sim", "format": "json", "reading": "count", "counter": counter},
+        "profile": {"name": "sim", "format": "json", "reading": "count", "counter": counter, "delta_at": delta_at},
         "time": {"format": "iso8601"},
         "fields": {"at": {"path": "at"}, "entries": {"path": "in"}, "exits": {"path": "out"}},
     }
@@ -127,15 +130,18 @@ def test_cumulative_totals_with_wraps_resets_resends_and_restarts(
     ),
     first=st.tuples(st.integers(0, 500), st.integers(0, 500)),
     steps=st.lists(st.tuples(st.integers(1, 600), STEP), min_size=1, max_size=30),
+    delta_at=st.sampled_from(["start", "end"]),
 )
 def test_daily_totals_across_midnights_and_dst_days_with_reboots_resends_and_restarts(
-    start: datetime, first: tuple[int, int], steps: list[tuple[int, tuple[int, int, bool, bool, bool]]]
+    start: datetime, first: tuple[int, int], steps: list[tuple[int, tuple[int, int, bool, bool, bool]]], delta_at: str
 ) -> None:
     """A counter of the day's totals (restarting at local midnight) read every 1-600 minutes around DST changes."""
     at = start
     value = list(first)
     deliveries = [(body(at, *value), False)]
-    truth, resets = [0, 0], 0
+    readings = {int(at.timestamp() * 1000)}
+    # The first reading's totals are the day's since midnight: they count too.
+    truth, resets = list(first), 0
     for gap, (more_in, more_out, reboot, twice, restart) in steps:
         before = at
         at = (at.astimezone(ZoneInfo("UTC")) + timedelta(minutes=gap)).astimezone(PARIS)
@@ -148,12 +154,21 @@ def test_daily_totals_across_midnights_and_dst_days_with_reboots_resends_and_res
         value = [v + m for v, m in zip(value, more, strict=True)]
         truth = [t + m for t, m in zip(truth, more, strict=True)]
         payload = body(at, *value)
+        readings.add(int(at.timestamp() * 1000))
         deliveries += [(payload, restart)] + ([(payload, False)] if twice else [])
-    records = run(profile("daily_cumulative"), deliveries)
+    records = run(profile("daily_cumulative", delta_at=delta_at), deliveries)
     counts = counts_of(records)
     assert all(c.entries >= 0 and c.exits >= 0 for c in counts)
     assert all(c.end_ms > c.start_ms for c in counts)
     assert [sum(c.entries for c in counts), sum(c.exits for c in counts)] == truth
+    midnight = int(start.replace(hour=0, minute=0).timestamp() * 1000)
+    assert counts[0].start_ms == midnight, "the first reading counts from local midnight"
+    if delta_at == "end":
+        # After the first (spread over its morning), people are filed in the millisecond before a push,
+        # and the periods join up: nothing between the first reading and the last is left uncovered.
+        later = counts[1:]
+        assert all(c.end_ms in readings and c.end_ms - c.start_ms == 1 for c in later if c.entries or c.exits)
+        assert all(a.end_ms == b.start_ms for a, b in itertools.pairwise(counts))
     assert sum(1 for r in records if isinstance(r, SensorEvent) and r.kind == "counter_reset") == resets, (
         "a midnight restart is expected and silent; only reboots are resets"
     )

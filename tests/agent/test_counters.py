@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from footfall.agent.buffer import Buffer, Txn
+from footfall.agent.buffer import QUARANTINE_KEY, Buffer, Txn
 from footfall.agent.decode.counters import CounterPolicy, Step, TakeResult, advance, take
 from footfall.agent.decode.readings import CumulativeCount, Reading
 from footfall.protocol.records import Count, Record, SensorEvent, Transaction
@@ -142,3 +142,25 @@ def test_cumulative_counters_with_wraps_resets_and_resends_sum_to_the_truth(
     assert [sum(c.entries for c in counts), sum(c.exits for c in counts)] == truth
     assert len(counts) == len(steps)
     assert sum(1 for r in records if isinstance(r, SensorEvent) and r.kind == "counter_reset") == resets
+
+
+def test_a_daily_counters_first_reading_counts_from_midnight_unless_a_buffer_was_lost_since() -> None:
+    midnight = 1_772_924_400_000  # 2026-03-08 00:00 in Paris
+    first = CumulativeCount("cam", "main", midnight + 9 * 3_600_000, 12, 3, day="2026-03-08", day_start_ms=midnight)
+    records, results = run_frames([[first]], CounterPolicy())
+    assert [(r.start_ms, r.end_ms, r.entries, r.exits) for r in records if isinstance(r, Count)] == [
+        (midnight, first.at_ms, 12, 3)
+    ]
+    assert results[0].baselines == 0
+
+    async def after_a_loss(loss_ms: int) -> list[Record]:
+        with tempfile.TemporaryDirectory() as folder:
+            async with Buffer(Path(folder) / "b.sqlite", max_size=1 << 30, commit_interval=0) as buffer:
+                await buffer.write(lambda txn: txn.put_state(QUARANTINE_KEY, {"files": [{"at_ms": loss_ms}]}))
+                await buffer.write(lambda txn: take(txn, [first], CounterPolicy()))
+                return await buffer.records()
+
+    # A buffer replaced this morning: the counter's state may be what was lost, its morning already sent.
+    assert asyncio.run(after_a_loss(midnight + 3_600_000)) == []
+    # Replaced yesterday: nothing of today can have gone up from it.
+    assert len(asyncio.run(after_a_loss(midnight - 3_600_000))) == 1

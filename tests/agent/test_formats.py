@@ -207,7 +207,7 @@ def test_adapters_lists_every_profile_with_what_it_needs(tmp_path: Path) -> None
                           capture_output=True, text=True, timeout=60, check=True)
     listed = {item["name"]: item for item in json.loads(done.stdout)}
     assert set(listed) == set(load_profiles())
-    assert listed["hikvision-isapi-realtime"]["counting"] == "cumulative since local midnight"
+    assert listed["hikvision-isapi-realtime"]["counting"] == "cumulative since local midnight; filed at the push"
     assert listed["irisys-vector"]["counting"] == "cumulative since power-on or reset, wraps at 4294967296"
     assert listed["irisys-vector"]["params"]["in_register"]["required"] is True
     assert listed["square-webhook"]["needs"] == ["params.location_id (optional)", "secret (square signature)"]

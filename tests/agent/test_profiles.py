@@ -56,6 +56,7 @@ name = "acme-dor"
 format = "json"
 reading = "count"
 modulus = 65536
+delta_at = "end"
 colour = "red"
 [time]
 naive = "sometimes"
@@ -78,6 +79,7 @@ temperature = { path = "t" }
         "profile.name: 'acme-dor' must equal the folder's name 'acme-door'",
         "profile.colour: unknown key",
         "profile.modulus: only a cumulative counter wraps",
+        "profile.delta_at: only a cumulative counter's deltas have a place to be filed",
         "time.naive: must be one of reject, site",
         "json.items[0]: cannot read path 'data..x'",
         "xml: a [xml] section belongs to format = 'xml' profiles",

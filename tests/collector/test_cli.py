@@ -76,7 +76,7 @@ def test_fleet_agents_list(pg_dsn: str, collector_process: Callable[..., Collect
     assert code == 0, table
     lines = table.splitlines()
     assert lines[0].split() == ["ID", "SITE", "STATE", "VERSION", "LAST", "SEEN", "BACKLOG", "OLDEST", "SKEW", "DOWN",
-                                "CONFIG"]
+                                "REJECTED", "CONFIG"]
     # Enrolled but never heard from: offline.
     assert [line.split()[:4] for line in lines[1:]] == [[a, "lyon", "offline", "0.1.0"] for a in agents]
     assert all("never" in line for line in lines[1:])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -98,13 +100,49 @@ def test_debris_of_an_interrupted_initdb_is_replaced(data_dir: Path) -> None:
     cluster.stop()
 
 
-def test_a_folder_postgres_cannot_enter_is_named(tmp_path: Path) -> None:
+def test_as_root_a_data_dir_postgres_cannot_enter_gets_its_cluster_where_it_can() -> None:
+    # The newcomer's first command: root clones into /root (0700) and runs the demo there.
+    assert os.geteuid() == 0, "the test suite runs as root here (the embedded cluster runs as postgres)"
+    root = Path(make_temp_root("ff-home-"))
+    clusters = Path(make_temp_root("ff-clusters-"))
+    home = root / "root"
+    home.mkdir(mode=0o700)
+    data_dir = home / "footfall" / "demo-data" / "collector"
+    try:
+        cluster = EmbeddedPostgres(data_dir, durable=False, clusters_root=clusters)
+        assert cluster.start() is True
+        link = data_dir / "postgres"
+        assert link.is_symlink() and link.resolve().parent == clusters.resolve()
+        assert (link / "PG_VERSION").is_file() and cluster.pgdata == link.resolve()
+        assert stat.S_IMODE(home.stat().st_mode) == 0o700, "the folder's own permissions are left alone"
+        with psycopg.connect(cluster.dsn, autocommit=True) as conn:
+            conn.execute("CREATE TABLE kept (x int)")
+            conn.execute("INSERT INTO kept VALUES (7)")
+        cluster.stop()
+        # A later start, by a fresh process knowing only the data directory, finds it through the link.
+        again = EmbeddedPostgres(data_dir, durable=False, clusters_root=clusters)
+        assert again.pgdata == link.resolve()
+        assert again.start() is True
+        with psycopg.connect(again.dsn) as conn:
+            assert conn.execute("SELECT x FROM kept").fetchone() == (7,)
+    finally:
+        EmbeddedPostgres(data_dir, clusters_root=clusters).stop()
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(clusters, ignore_errors=True)
+
+
+def test_a_folder_postgres_cannot_enter_is_named_when_nowhere_else_will_do(tmp_path: Path) -> None:
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o700)
+    # The place for relocated clusters is itself out of reach: the error names the folder and the fix.
     with pytest.raises(ClusterError, match=r"cannot enter .*chmod o\+x"):
-        EmbeddedPostgres(locked / "data").start()
+        EmbeddedPostgres(locked / "data", clusters_root=locked / "clusters").start()
 
 
-def test_a_data_dir_too_deep_for_a_socket_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ClusterError, match="too deep"):
-        EmbeddedPostgres(tmp_path / ("x" * 100)).start()
+def test_a_data_dir_too_deep_for_a_socket_is_refused() -> None:
+    root = Path(make_temp_root("ff-deep-"))
+    try:
+        with pytest.raises(ClusterError, match="too deep"):
+            EmbeddedPostgres(root / ("x" * 100)).start()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -5,11 +5,13 @@ Table-driven over every `firmware-adapters/<adapter>/cases/<case>/` that has a `
 carry one. For each case: a real collector on a fresh database, a site in the case's time zone
 and a real enrollment; then the real agent `Pipeline` (config, profiles, buffer, intake, http_push
 server, uploader). The case's inputs are POSTed to the agent over loopback HTTP with their
-headers, exactly as the device or webhook would (a profile naming another `transport` gets its
-frames handed to the same pipeline's intake, as its transport would); each answer must be the
+headers, exactly as the device or webhook would (a case whose source is a device transport, one
+with `adapter_options`, gets its frames handed to the same pipeline's intake, as its transport
+would); each answer must be the
 one the case expects (200, 400 for malformed, 401 for a bad signature). Once the uploader has
 drained the buffer, the API's footfall totals for the case's dates, and for POS cases the rows
-and net amount of the `transactions` table, must equal the truth.
+and net amount of the `transactions` table, must equal the truth; so must the hours the truth
+lists (their entries, exits and completeness, from the metrics API).
 """
 
 from __future__ import annotations
@@ -56,9 +58,9 @@ def expected_status(want: dict[str, object]) -> int:
 async def deliver(case: Case, pipeline: Pipeline) -> None:
     """Every input of the case, as its transport would deliver it; each answer as the case expects."""
     intake = pipeline.intakes[0]
-    over_http = getattr(intake.profile, "transport", "") in ("", "http_push")
-    server = pipeline.sources["http_push"]
-    assert isinstance(server, HttpPushServer)
+    over_http = intake.source.transport == "http_push"
+    server = pipeline.sources.get("http_push")
+    assert isinstance(server, HttpPushServer) or not over_http
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
         for frame in case.frames:
             want = frame.want
@@ -70,6 +72,7 @@ async def deliver(case: Case, pipeline: Pipeline) -> None:
                 else:
                     await intake(Frame(intake.source.name, frame.payload, int(time.time() * 1000), meta))
                 continue
+            assert isinstance(server, HttpPushServer)
             url = f"http://127.0.0.1:{server.port}{PUSH_PATH}"
             async with session.post(url, data=frame.payload, headers=frame.headers) as response:
                 body = await response.text()
@@ -110,6 +113,16 @@ async def test_case_reaches_the_api_exactly(folder: Path, tmp_path: Path, collec
     )
     assert answer.status == 200, answer.body
     assert answer.body["totals"] == {"entries": truth["entries"], "exits": truth["exits"]}
+    if "hours" in truth:
+        hourly = await collector.get(
+            f"/v1/sites/{site}/metrics",
+            key=api_key,
+            params={"from": truth["from"], "to": truth["to"], "granularity": "hour", "metrics": "entries,exits"},
+        )
+        assert hourly.status == 200, hourly.body
+        by_start = {b["start"]: b for b in hourly.body["buckets"]}
+        for start, want in truth["hours"].items():
+            assert {k: by_start[start][k] for k in want} == want, start
     if "transactions" in truth:
         rows = await collector.rows(
             "SELECT count(*), coalesce(sum(CASE kind WHEN 'sale' THEN amount_minor ELSE -amount_minor END), 0) "

@@ -1,11 +1,10 @@
-"""Format details the adapter cases do not reach: Modbus value types and orders, ESC/POS command stripping."""
+"""Format details the adapter cases do not reach: Modbus value types and orders."""
 
 from __future__ import annotations
 
 import struct
 
 import pytest
-from footfall.agent.decode.formats.escpos import strip_commands
 from footfall.agent.decode.formats.modbus import ModbusExtractor, ModbusOptions, Register, decode_value
 
 
@@ -59,8 +58,3 @@ def test_register_map_problems_name_their_key() -> None:
     assert any(p.startswith("modbus.word_order: must be big or little") for p in problems)
     assert any(p.startswith("modbus.registers.entries.address:") for p in problems)
     assert any(p.startswith("modbus.registers.exits: type must be one of") for p in problems)
-
-
-def test_escpos_commands_are_stripped_and_text_kept() -> None:
-    data = b"\x1b@\x1ba\x01\x1b!\x30BIG\n\x1dB\x01inverse\n\x1b\x64\x03plain\n\x1dVA\x10"
-    assert strip_commands(data) == b"BIG\ninverse\nplain\n"
