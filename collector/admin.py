@@ -29,8 +29,8 @@ from .errors import AdminError
 Conn = psycopg.AsyncConnection[Any]
 Role = Literal["analyst", "fleet_admin"]
 ROLES: tuple[Role, ...] = ("analyst", "fleet_admin")
-_ORG_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_SITE_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+_ORG_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+_SITE_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +149,7 @@ async def create_organization(conn: Conn, name: str, org_id: str | None = None) 
     if not 1 <= len(name) <= 200:
         raise AdminError("an organization's name must be 1-200 characters")
     org_id = org_id if org_id is not None else slugify(name)
-    if not _ORG_ID.match(org_id):
+    if not _ORG_ID.fullmatch(org_id):
         raise AdminError(
             f"organization id {org_id!r} is invalid: use 1-63 lowercase letters, digits, '-' or '_', "
             "starting with a letter or digit"
@@ -173,7 +173,7 @@ async def list_organizations(conn: Conn) -> list[Organization]:
 
 async def create_site(conn: Conn, org_id: str, site_id: str, timezone: str, name: str | None = None) -> Site:
     """A new site of `org_id` in the IANA zone `timezone`; its name defaults to its id."""
-    if not _SITE_ID.match(site_id):
+    if not _SITE_ID.fullmatch(site_id):
         raise AdminError(
             f"site id {site_id!r} is invalid: use 1-63 lowercase letters, digits, '.', '-' or '_', "
             "starting with a letter or digit"

@@ -1,4 +1,5 @@
-"""HTTP plumbing every endpoint shares: the one error middleware, the server-time header, bounded body reads.
+"""HTTP plumbing every endpoint shares: the one error middleware, the server-time header, and the readers of
+what a caller sends (bounded bodies, JSON objects, whole numbers), each refusing bad input with a 400 naming it.
 
 Every error answer has the same shape, `{"error": code, "message": human text}`, whatever
 raised it: our ApiError tree, the protocol's errors, aiohttp's own (no such route, wrong
@@ -8,8 +9,8 @@ bug (500, logged with its traceback; the process keeps serving).
 
 from __future__ import annotations
 
-import json
 import logging
+import re
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from footfall.protocol.errors import ProtocolError
 from footfall.protocol.signing import HEADER_SERVER_TIME
+from footfall.protocol.strict_json import JsonRefused, loads_object
 from psycopg_pool import PoolClosed, PoolTimeout
 
 from footfall.logs import event
@@ -28,6 +30,8 @@ log = logging.getLogger("footfall.collector.http")
 
 _AIOHTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type"}
 _READ_CHUNK = 64 * 1024
+# A whole number of at most 19 digits (PostgreSQL's bigint), in ASCII digits only.
+_DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -56,6 +60,12 @@ def error_middleware(retry_after: float) -> Middleware:
             # A value PostgreSQL cannot store or compare (out of range, invalid text): the client's to fix.
             reason = exc.diag.message_primary or str(exc)
             return error_response(400, "bad_parameter", f"a value in the request is not valid: {reason}")
+        except (UnicodeError, RecursionError, OverflowError) as exc:
+            # Hostile input that reached a parser without its own check (each known case is refused
+            # where it is read, with a precise message). The request is still the client's to fix, so
+            # 400, but the traceback is logged: it marks a check that is missing.
+            log.warning("unchecked_input path=%s error=%s", request.path, type(exc).__name__, exc_info=True)
+            return error_response(400, "bad_request", f"the request holds a value the collector cannot read: {exc}")
         except (psycopg.OperationalError, PoolTimeout, PoolClosed) as exc:
             event(log, "database_unavailable", logging.WARNING, path=request.path, error=str(exc).strip())
             seconds = str(max(1, round(retry_after)))
@@ -96,16 +106,33 @@ async def read_limited(request: web.Request, limit: int) -> bytes | None:
 
 
 async def json_object(request: web.Request, limit: int = 64 * 1024) -> dict[str, Any]:
-    """The request body as a JSON object; 400 `bad_request` saying what is wrong."""
+    """The request body as a JSON object, read by protocol/strict_json.py; 400 `bad_request` saying what is wrong.
+
+    Every route with a JSON body reads it here: at most `limit` bytes, UTF-8, nested at most
+    strict_json.MAX_DEPTH levels, no lone surrogate or NUL in a string, finite numbers only.
+    """
     if request.content_type != "application/json":
         raise BadRequest(f"send a JSON body with Content-Type: application/json, got {request.content_type!r}")
     raw = await read_limited(request, limit)
     if raw is None:
         raise BadRequest(f"the JSON body is over {limit} bytes")
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise BadRequest("the body must be a JSON object")
-    return data
+        return loads_object(raw, max_bytes=limit)
+    except JsonRefused as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def whole_number(text: str, name: str, low: int, high: int, *, code: str = "bad_parameter") -> int:
+    """`text` (from a path or query) as an integer from `low` to `high`; 400 `code` naming `name` otherwise.
+
+    Only ASCII digits: str.isdigit() and int() also take "²" (and fail on it) or "١٠" (Arabic-Indic ten).
+    """
+    if not _DIGITS.fullmatch(text) or not low <= int(text) <= high:
+        raise BadRequest(f"{name} must be a whole number from {low} to {high}, got {shown(text)}", code=code)
+    return int(text)
+
+
+def shown(value: Any) -> str:
+    """`repr(value)` cut to 40 characters, for an error message: what a caller sent may be kilobytes long."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "…"

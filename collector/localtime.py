@@ -13,9 +13,11 @@ import re
 from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# Wide enough for any data, narrow enough that a zone's offset or a year back stays inside datetime's 1-9999.
+MIN_YEAR, MAX_YEAR = 1000, 9000
 # "2026-03-08T10:00:00 01:00": a "+" left unencoded in a query string arrives as a space.
-_LOST_PLUS = re.compile(r"^(.*\d) (\d{2}:?\d{2})$")
+_LOST_PLUS = re.compile(r"\A(.*[0-9]) ([0-9]{2}:?[0-9]{2})\Z")
 
 
 def start_of_day(day: date, zone: ZoneInfo) -> datetime:
@@ -33,11 +35,13 @@ def parse_bound(text: str, zone: ZoneInfo) -> datetime:
     Raises ValueError with a message fit for the person who wrote the query.
     """
     text = text.strip()
-    if _DATE.match(text):
+    if _DATE.fullmatch(text):
         try:
-            return start_of_day(date.fromisoformat(text), zone)
+            day = date.fromisoformat(text)
         except ValueError:
             raise ValueError(f"{text!r} is not a calendar date (YYYY-MM-DD, such as 2026-03-08)") from None
+        check_year(day, text)
+        return start_of_day(day, zone)
     repaired = _LOST_PLUS.sub(r"\1+\2", text)
     try:
         moment = datetime.fromisoformat(repaired)
@@ -49,7 +53,15 @@ def parse_bound(text: str, zone: ZoneInfo) -> datetime:
         raise ValueError(
             f"{text!r} has no UTC offset; add one (2026-03-08T10:00:00+01:00 or ...Z) or give a date for local midnight"
         )
+    check_year(moment, text)
     return moment.astimezone(UTC)
+
+
+def check_year(moment: date, text: str) -> None:
+    """ValueError for a date in the first or last years of the calendar: a zone's offset (or a comparison a year
+    back) would take it past what Python's datetime holds."""
+    if not MIN_YEAR <= moment.year <= MAX_YEAR:
+        raise ValueError(f"{text!r} is outside the years {MIN_YEAR}-{MAX_YEAR} this collector answers for")
 
 
 def local_iso(moment: datetime, zone: ZoneInfo) -> str:

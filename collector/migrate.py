@@ -29,7 +29,7 @@ log = logging.getLogger("footfall.collector.migrate")
 
 # pg_advisory_lock key for migrations: "ff-migr" in ASCII, so it is recognisable in pg_locks.
 MIGRATION_LOCK = 0x66662D6D696772
-_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_NAME = re.compile(r"([0-9]{4})_([a-z0-9_]+)\.sql")
 _TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
     version     integer PRIMARY KEY,
@@ -62,7 +62,7 @@ def load_migrations() -> list[Migration]:
     """
     found: list[Migration] = []
     for entry in resources.files("footfall.collector").joinpath("migrations").iterdir():
-        match = _NAME.match(entry.name)
+        match = _NAME.fullmatch(entry.name)
         if match:
             found.append(Migration(int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8")))
     found.sort(key=lambda m: m.version)

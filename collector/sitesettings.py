@@ -27,8 +27,8 @@ from zoneinfo import ZoneInfo
 
 VISITOR_MODES = ("entries", "exits", "mean")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_HHMM = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
-_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/ -]{0,99}$")
+_HHMM = re.compile(r"([01][0-9]|2[0-4]):([0-5][0-9])")
+_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/ -]{0,99}")
 _SENSOR_MAX = 128
 MAX_TAGS = 50
 MAX_EXPECTED = 1000
@@ -65,7 +65,7 @@ class OpeningHours:
 
 def parse_hhmm(value: Any, where: str) -> int:
     """`09:30` -> 570 minutes; `24:00` allowed as an end."""
-    if not isinstance(value, str) or not _HHMM.match(value):
+    if not isinstance(value, str) or not _HHMM.fullmatch(value):
         raise SettingsError([f"{where}: {value!r} is not a time HH:MM such as 09:00"])
     hours, minutes = int(value[:2]), int(value[3:])
     total = hours * 60 + minutes
@@ -166,7 +166,7 @@ def check_day_reset(value: Any) -> time:
 
 def check_tags(value: Any) -> list[str]:
     """Tags: distinct short labels."""
-    if not isinstance(value, list) or not all(isinstance(t, str) and _TAG.match(t) for t in value):
+    if not isinstance(value, list) or not all(isinstance(t, str) and _TAG.fullmatch(t) for t in value):
         raise SettingsError(["tags: must be a list of labels of letters, digits and _ . : / - (such as region:north)"])
     if len(value) > MAX_TAGS:
         raise SettingsError([f"tags: at most {MAX_TAGS}"])

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 LogFormat = Literal["logfmt", "json"]
 _SECRET_NAME = re.compile(r"(key|token|secret|password|signature|authorization)", re.IGNORECASE)
-_BARE = re.compile(r"^[A-Za-z0-9_.:/@+\-]+$")
+_BARE = re.compile(r"[A-Za-z0-9_.:/@+\-]+")
 
 
 def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields: Any) -> None:
@@ -65,7 +65,7 @@ class JsonFormatter(logging.Formatter):
 
 def _quote(value: Any) -> str:
     text = "" if value is None else str(value)
-    if text and _BARE.match(text):
+    if _BARE.fullmatch(text):
         return text
     return json.dumps(text)
 

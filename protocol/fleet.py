@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from .errors import ProtocolError
 from .signing import public_key_b64, public_key_problem
+from .strict_json import JsonRefused, loads_object
 
 VERSION = 1
 JSON_TYPE = "application/json"
@@ -218,16 +219,11 @@ def dump(message: Mapping[str, Any]) -> bytes:
 
 
 def load(body: bytes) -> dict[str, Any]:
-    """A JSON object from a body; MalformedMessage otherwise."""
-    if len(body) > MAX_MESSAGE_BYTES:
-        raise MalformedMessage(f"the body is over {MAX_MESSAGE_BYTES} bytes")
+    """A JSON object from a body, read by strict_json (bounded depth, storable strings); MalformedMessage otherwise."""
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedMessage(f"the body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise MalformedMessage("the body must be a JSON object")
-    return data
+        return loads_object(body, max_bytes=MAX_MESSAGE_BYTES)
+    except JsonRefused as exc:
+        raise MalformedMessage(str(exc)) from None
 
 
 def _get(data: Mapping[str, Any], key: str, kind: type[Any], default: Any, where: str) -> Any:

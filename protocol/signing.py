@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -33,6 +34,8 @@ HEADER_SIGNATURE = "X-Footfall-Signature"
 # Sent by the collector on every answer, so an agent with a wrong clock can correct its request timestamps.
 HEADER_SERVER_TIME = "X-Footfall-Server-Time"
 DEFAULT_WINDOW_S = 300
+# Unix seconds in ASCII digits: at most 12 (a larger number cannot even be compared with a float clock).
+_UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
 PUBLIC_KEY_BYTES = 32
 
 # edwards25519 (RFC 8032 section 5.1): -x^2 + y^2 = 1 + d x^2 y^2 over GF(p).
@@ -78,11 +81,13 @@ def read_headers(headers: Mapping[str, str]) -> SignedHeaders:
     agent, ts, sig = get(HEADER_AGENT), get(HEADER_TIMESTAMP), get(HEADER_SIGNATURE)
     if not agent or not ts or not sig:
         raise MissingAuth(f"request needs the {HEADER_AGENT}, {HEADER_TIMESTAMP} and {HEADER_SIGNATURE} headers")
-    try:
-        timestamp = int(ts)
-    except ValueError:
-        raise MissingAuth(f"{HEADER_TIMESTAMP} must be Unix seconds, got {ts!r}") from None
-    return SignedHeaders(agent, timestamp, sig)
+    for name, value in ((HEADER_AGENT, agent), (HEADER_TIMESTAMP, ts), (HEADER_SIGNATURE, sig)):
+        # Bytes that are not UTF-8 reach us as surrogates, which cannot be signed over or looked up.
+        if not (value.isascii() and value.isprintable()):
+            raise MissingAuth(f"{name} must be printable ASCII, got {value[:40]!r}")
+    if not _UNIX_SECONDS.fullmatch(ts):
+        raise MissingAuth(f"{HEADER_TIMESTAMP} must be Unix seconds, got {ts[:40]!r}")
+    return SignedHeaders(agent, int(ts), sig)
 
 
 def check_timestamp(timestamp: int, now: float, window_s: int = DEFAULT_WINDOW_S) -> None:

@@ -38,6 +38,14 @@ async def authenticate(request: web.Request, pool: AsyncConnectionPool[Any], *ro
 async def check_key(conn: psycopg.AsyncConnection[Any], request: web.Request, *roles: str) -> Principal:
     """`authenticate` on a connection the caller holds (run it before binding the transaction to an organization)."""
     header = request.headers.get("Authorization", "")
+    if not header.isascii():
+        # Raw bytes that are not UTF-8 arrive as surrogates, which no digest can be taken of.
+        raise Unauthorized(
+            f"the Authorization header holds bytes that are not ASCII; an API key is {API_KEY_PREFIX} followed by "
+            "letters, digits, - and _",
+            code="invalid_api_key",
+            headers=_CHALLENGE,
+        )
     scheme, _, key = header.partition(" ")
     key = key.strip()
     if scheme.lower() != "bearer" or not key:

@@ -25,28 +25,36 @@ from typing import Any
 from aiohttp import web
 from footfall.protocol.fleet import MAX_CONFIG_BYTES
 
-from footfall.units import parse_duration
+from footfall.units import format_duration, parse_duration
 
 from .. import admin, fleet
 from ..errors import AdminError, BadRequest, Conflict, NotFound
-from ..http import json_object
+from ..http import json_object, shown, whole_number
 from ..state import STATE
 from .auth import Principal, authenticate
 
 ROLE = "fleet_admin"
+# The longest threshold (stale, offline) or token lifetime: a year.
+MAX_DURATION = timedelta(days=365)
+# Ids and versions are PostgreSQL bigints.
+MAX_ID = 2**63 - 1
 
 
 async def _principal(request: web.Request) -> Principal:
     return await authenticate(request, request.app[STATE].pool, ROLE)
 
 
-def _duration(value: Any, name: str) -> timedelta:
+def _duration(value: Any, name: str, longest: timedelta = MAX_DURATION) -> timedelta:
+    """A duration parameter, more than zero and at most `longest`; 400 naming it and the range otherwise."""
     try:
         seconds = parse_duration(value)
     except (ValueError, TypeError):
-        raise BadRequest(f"{name} must be a duration such as 90s, 15m or 24h, got {value!r}") from None
-    if seconds <= 0:
-        raise BadRequest(f"{name} must be more than zero")
+        seconds = 0.0
+    if not 0 < seconds <= longest.total_seconds():
+        raise BadRequest(
+            f"{name} must be a duration above zero and at most {format_duration(longest.total_seconds())}, "
+            f"such as 90s, 15m or 24h; got {shown(value)}"
+        )
     return timedelta(seconds=seconds)
 
 
@@ -60,10 +68,7 @@ def _thresholds(request: web.Request) -> fleet.Thresholds:
 
 
 def _id(request: web.Request, name: str) -> int:
-    text = request.match_info[name]
-    if not text.isdigit():
-        raise BadRequest(f"{name} must be a whole number, got {text!r}")
-    return int(text)
+    return whole_number(request.match_info[name], name, 1, MAX_ID, code="bad_request")
 
 
 async def create_token_handler(request: web.Request) -> web.Response:
@@ -77,8 +82,6 @@ async def create_token_handler(request: web.Request) -> web.Response:
     if type(uses) is not int or not 1 <= uses <= 100_000:
         raise BadRequest(f"uses must be a whole number from 1 to 100000, got {uses!r}")
     expires = _duration(data.get("expires", "24h"), "expires")
-    if expires > timedelta(days=365):
-        raise BadRequest("expires must be at most a year")
     async with request.app[STATE].pool.connection() as conn:
         if not any(s.id == site for s in await admin.list_sites(conn, principal.org_id)):
             raise NotFound(f"no site {site!r} in this organization")

@@ -29,7 +29,7 @@ from footfall.logs import event
 
 from .. import fleet
 from ..errors import BadRequest, Conflict, NotFound
-from ..http import read_limited
+from ..http import read_limited, whole_number
 from ..state import STATE
 
 log = logging.getLogger("footfall.collector.fleet")
@@ -76,10 +76,7 @@ async def _body(request: web.Request) -> bytes:
 
 
 def _version(request: web.Request) -> int:
-    text = request.match_info["version"]
-    if not text.isdigit() or int(text) < 1:
-        raise BadRequest(f"a configuration version is a positive integer, got {text!r}")
-    return int(text)
+    return whole_number(request.match_info["version"], "a configuration version", 1, 2**63 - 1, code="bad_request")
 
 
 async def heartbeat_handler(request: web.Request) -> web.Response:

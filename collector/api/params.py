@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 
 from ..errors import ApiError, BadRequest
-from ..localtime import parse_bound
+from ..localtime import check_year, parse_bound
 from ..measures import METRICS
 from ..periods import (
     COMPARISONS,
@@ -35,7 +35,7 @@ from ..periods import (
 )
 from ..sitesettings import SiteInfo
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _TRUE = ("true", "1", "yes")
 _FALSE = ("false", "0", "no", "")
 FORMATS = ("json", "csv")
@@ -86,7 +86,7 @@ def options(
         text = params["week_start"].lower()
         if text in WEEKDAYS:
             week_start = WEEKDAYS.index(text) + 1
-        elif text.isdigit() and 1 <= int(text) <= 7:
+        elif text in ("1", "2", "3", "4", "5", "6", "7"):  # not isdigit(): it takes "²", which int() refuses
             week_start = int(text)
         else:
             raise BadRequest(
@@ -126,7 +126,7 @@ def group_bounds(params: Mapping[str, str], opts: Options) -> tuple[datetime, da
     for name in ("from", "to"):
         text = _required(params, name).strip()
         try:
-            if _DATE.match(text):
+            if _DATE.fullmatch(text):
                 value = datetime.combine(date.fromisoformat(text), time(0))
             else:
                 value = datetime.fromisoformat(text)
@@ -134,6 +134,10 @@ def group_bounds(params: Mapping[str, str], opts: Options) -> tuple[datetime, da
             raise BadRequest(
                 f"`{name}`: {text!r} is not a local date (2026-03-08) or local time (2026-03-08T10:00)", code="bad_date"
             ) from None
+        try:
+            check_year(value, text)
+        except ValueError as exc:
+            raise BadRequest(f"`{name}`: {exc}", code="bad_date") from None
         if value.tzinfo is not None:
             raise BadRequest(
                 f"`{name}`: a group of sites spans time zones; give a local date or time without an offset",

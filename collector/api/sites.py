@@ -22,8 +22,8 @@ from aiohttp import web
 
 from .. import admin, sites
 from ..errors import AdminError, BadRequest, Conflict, NotFound
-from ..http import json_object
-from ..localtime import parse_bound
+from ..http import json_object, shown
+from ..localtime import MAX_YEAR, MIN_YEAR, check_year, parse_bound
 from ..periods import WEEKDAYS
 from ..sitesettings import SensorInfo, SettingsError
 from ..state import STATE
@@ -79,10 +79,10 @@ async def list_sites_handler(request: web.Request) -> web.Response:
     """`GET /v1/sites[?tag=a,b][&limit=&cursor=]`."""
     state = request.app[STATE]
     principal = await authenticate(request, state.pool, *READERS)
-    limit, after = page_params(request.query)
+    limit, after = page_params(request.query, str)
     tags = tuple(t.strip() for v in request.query.getall("tag", []) for t in v.split(",") if t.strip())
     async with tenant_connection(state.pool, principal.org_id) as conn:
-        found = await sites.list_sites(conn, principal.org_id, after=str(after or ""), limit=limit, tags=tags)
+        found = await sites.list_sites(conn, principal.org_id, after=after or "", limit=limit, tags=tags)
     return web.json_response({
         "sites": [s.as_json() for s in found],
         "next_cursor": next_cursor(found, limit, found[-1].id if found else None),
@@ -102,10 +102,10 @@ async def sensors_handler(request: web.Request) -> web.Response:
     """`GET /v1/sites/{site}/sensors`."""
     state = request.app[STATE]
     principal = await authenticate(request, state.pool, *READERS)
-    limit, after = page_params(request.query)
+    limit, after = page_params(request.query, str)
     async with tenant_connection(state.pool, principal.org_id) as conn:
         record = await _site(conn, principal.org_id, request.match_info["site"])
-        found = await sites.list_sensors(conn, principal.org_id, record.id, after=str(after or ""), limit=limit)
+        found = await sites.list_sensors(conn, principal.org_id, record.id, after=after or "", limit=limit)
     return web.json_response({
         "sensors": [sensor_json(s, record.expected_sensors) for s in found],
         "expected_sensors": record.expected_sensors,
@@ -117,9 +117,7 @@ async def outages_handler(request: web.Request) -> web.Response:
     """`GET /v1/sites/{site}/outages[?from=&to=]`: newest first."""
     state = request.app[STATE]
     principal = await authenticate(request, state.pool, *READERS)
-    limit, after = page_params(request.query)
-    if after is not None and not isinstance(after, int):
-        raise BadRequest("cursor is not one this collector gave; start again without it", code="bad_cursor")
+    limit, after = page_params(request.query, int)
     async with tenant_connection(state.pool, principal.org_id) as conn:
         record = await _site(conn, principal.org_id, request.match_info["site"])
         zone = record.info().zone
@@ -206,11 +204,13 @@ async def update_sensor_handler(request: web.Request) -> web.Response:
     else:
         try:
             at = datetime.fromisoformat(value) if isinstance(value, str) else None
+            if at is not None:
+                check_year(at, value)
         except ValueError:
             at = None
         if at is None or at.tzinfo is None:
-            raise BadRequest(f"retired_at must be \"now\", an ISO datetime with offset or null, got {value!r}",
-                             code="bad_settings")
+            raise BadRequest(f"retired_at must be \"now\", an ISO datetime with offset (years {MIN_YEAR}-{MAX_YEAR}) "
+                             f"or null, got {shown(value)}", code="bad_settings")
     async with tenant_connection(state.pool, principal.org_id) as conn:
         record = await _site(conn, principal.org_id, request.match_info["site"])
         try:
