@@ -19,7 +19,9 @@ A reading the collector would always refuse is refused here, before anything is 
 the device hears it (400 over HTTP) instead of the reading sitting on the gateway as "refused
 by the collector": decoding checks each record with the protocol's `validate`, and the intake
 adds what decoding cannot know: a device's time more than a day ahead of the agent's clock
-(only while that clock is trusted), and a cumulative counter's totals (records.MAX_COUNT).
+(only while that clock is trusted), and the times of cumulative readings (whose records the
+counter arithmetic makes later, from two of them). A running total itself is not bounded: a
+32-bit counter wraps near 4.3 billion, and only the people between two totals are a record.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from footfall.agent.decode.readings import CumulativeCount, Reading
 from footfall.agent.decode.signature import verify
 from footfall.agent.sources.base import Frame, SourceHealth
 from footfall.agent.sources.supervise import RateLimitedLog
-from footfall.protocol.records import Count, Occupancy, Transaction, count_problem, time_problem
+from footfall.protocol.records import Count, Occupancy, Transaction, time_problem
 
 from footfall.logs import event
 
@@ -213,7 +215,7 @@ class SourceIntake:
 
 
 def refuse_out_of_bounds(readings: list[Reading], now_ms: int | None) -> None:
-    """DecodeError naming the first device-timed reading the collector would refuse (`now_ms`: a trusted clock)."""
+    """DecodeError naming the first device-timed reading whose time the collector would refuse (`now_ms`: trusted)."""
     for reading in readings:
         problem = reading_problem(reading, now_ms)
         if problem is not None:
@@ -221,17 +223,12 @@ def refuse_out_of_bounds(readings: list[Reading], now_ms: int | None) -> None:
 
 
 def reading_problem(reading: Reading, now_ms: int | None) -> str | None:
-    """What the protocol's bounds refuse in a reading's times or cumulative totals, or None."""
+    """What the protocol's bounds refuse in a reading's times, or None."""
     times = (reading.start_ms, reading.end_ms) if isinstance(reading, Count) else (reading.at_ms,)
     for ms in times:
         problem = time_problem(ms, now_ms)
         if problem is not None:
             return f"its time {problem}"
-    if isinstance(reading, CumulativeCount):
-        for name in ("entries", "exits"):
-            problem = count_problem(getattr(reading, name))
-            if problem is not None:
-                return f"its {name} total {problem}, got {getattr(reading, name)}"
     return None
 
 

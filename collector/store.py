@@ -217,9 +217,11 @@ class Store:
         native = await self._native_tables(conn)
         if native:
             # The lock order of the module docstring, whatever this batch holds.
+            # `ONLY` before each name: the parents alone, not their hundreds of partitions.
             await conn.execute(
-                sql.SQL("LOCK TABLE ONLY {} IN ROW EXCLUSIVE MODE").format(
-                    sql.SQL(", ").join(sql.Identifier(t) for t in PARTITIONED_TABLES if t in native)
+                sql.SQL("LOCK TABLE {} IN ROW EXCLUSIVE MODE").format(
+                    sql.SQL(", ").join(sql.SQL("ONLY {}").format(sql.Identifier(t)) for t in PARTITIONED_TABLES
+                                       if t in native)
                 )
             )
         by_type: dict[type[Any], list[Record]] = {cls: [] for cls in _RAW}

@@ -6,11 +6,13 @@ these, and `vectors/` pins their exact bytes (see SPEC.md).
 Decoding is bounded in every dimension, because a small body can describe a great deal: zlib
 expands a thousandfold, and one msgpack byte is one Python object. So the payload is inflated
 a chunk at a time as the decoder asks for it (never past MAX_PAYLOAD_BYTES), and the decoder
-walks the one shape a batch has (a map, its `records` array, one flat map per record) reading
-container headers itself: anywhere else, an array or a map with anything in it is refused at
-its first byte. Strings are bounded by the longest text a record may carry, binaries and
-extensions do not occur. The work and memory of a refusal are therefore a few chunks, and
-those of a valid batch are bounded by MAX_RECORDS flat records.
+walks the one shape a batch has (a map, its `records` array, one flat map of scalars per
+record), reading the first two through their headers. Anything else is refused as soon as it
+shows: an array at its header (none belongs below the records array), a map inside a record
+when it completes, before anything holding it is built. Strings are bounded by the longest
+text a record may carry; binaries and extensions do not occur. The work and memory of a
+refusal are therefore a few chunks, and those of a valid batch are bounded by MAX_RECORDS
+flat records.
 """
 
 from __future__ import annotations
@@ -130,7 +132,7 @@ def decode_body(body: bytes, *, now_ms: int | None = None) -> Batch:
         # meets nothing but a record (a map of scalars: `_flat`) or a scalar.
         max_array_len=0,
         max_map_len=_MAX_RECORD_KEYS,
-        object_hook=_flat,
+        object_pairs_hook=_flat,
     )
     reader = _Reader(unpacker, now_ms)
     try:
@@ -185,20 +187,23 @@ class _Inflater:
 
 
 class _Nested(ValueError):
-    """A map inside a map: no record has one."""
+    """A map holding a container, or a key twice: no record has one."""
 
 
-def _flat(obj: dict[str, Any]) -> dict[str, Any]:
-    """msgpack's hook for every map it completes, innermost first: so a map holding a container is refused
-    as soon as it is complete, before anything holding it is built."""
+def _flat(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    """msgpack's hook for every map it completes, innermost first: a map holding a container is refused
+    as soon as it is complete, before anything holding it is built; so is a key that appears twice."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _Nested("a record has a key twice")
     for value in obj.values():
         if type(value) in (dict, list):
-            raise _Nested
+            raise _Nested("a record's fields are scalars, not arrays or maps")
     return obj
 
 
 class _Reader:
-    """Walks a batch's one shape through container headers; `unpack` is only ever asked for a scalar."""
+    """Walks a batch's shape: the envelope and the records array through their headers, then each record."""
 
     def __init__(self, unpacker: msgpack.Unpacker, now_ms: int | None) -> None:
         self._unpacker = unpacker
@@ -227,8 +232,8 @@ class _Reader:
         for index in range(count):
             try:
                 record = self._unpacker.unpack()
-            except _Nested:
-                raise MalformedBatch(f"record {index}: a record's fields are scalars, not arrays or maps") from None
+            except _Nested as exc:
+                raise MalformedBatch(f"record {index}: {exc}") from None
             except ValueError as exc:
                 # Over a bound: a string too long, a map too wide, or any array (none belongs in a record).
                 raise MalformedBatch(f"record {index}: {exc}; a record is one map of scalars") from None

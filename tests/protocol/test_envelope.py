@@ -250,3 +250,7 @@ def test_keys_are_strings_and_appear_once() -> None:
         envelope.decode_body(zlib.compress(twice))
     with pytest.raises(MalformedBatch, match="not a string"):
         envelope.decode_body(zlib.compress(b"\x81\x01\x01"))
+    record = b"\x82" + msgpack.packb("type") + msgpack.packb("count") + msgpack.packb("type") + msgpack.packb("count")
+    head = msgpack.packb({"v": 1, "agent": "agt_1", "seq_first": 1, "seq_last": 1, "sent_at_ms": T0})
+    with pytest.raises(MalformedBatch, match="record 0: a record has a key twice"):
+        envelope.decode_body(zlib.compress(b"\x86" + head[1:] + msgpack.packb("records") + b"\x91" + record))
