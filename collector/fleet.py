@@ -4,6 +4,9 @@ Plain async functions over a psycopg connection, used by the agent-facing endpoi
 (collector/api/fleet_agents.py) and the fleet admin API (collector/api/fleet_admin.py). Every
 admin function takes the caller's organization and touches nothing outside it: an agent, token
 or configuration of another organization is "not found", exactly like one that does not exist.
+Both APIs call them on a connection from the tenancy gate (collector/tenancy.py): inside a
+transaction under footfall_api bound to the caller's organization, so row-level security holds
+them to it as well, and a function's own `conn.transaction()` is a savepoint within it.
 
 An agent's **state** is computed when it is read, from its last contact (heartbeat or upload,
 on the collector's clock) against two thresholds: `online` within `stale`, `stale` until

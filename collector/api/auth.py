@@ -1,8 +1,9 @@
 """Who is calling: `Authorization: Bearer ffk_…` API keys, each bound to one organization and a role.
 
-Every query a key makes is filtered by its organization, and a resource of another
-organization answers 404 exactly as one that does not exist: a key learns nothing about
-other tenants, not even that a site id is taken.
+collector/tenancy.py checks the key when a route asks for a connection, and binds that
+connection to the key's organization: every query a key makes is filtered by it, and a resource
+of another organization answers 404 exactly as one that does not exist. A key learns nothing
+about other tenants, not even that a site id is taken.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from typing import Any
 
 import psycopg
 from aiohttp import web
-from psycopg_pool import AsyncConnectionPool
 
 from ..credentials import API_KEY_PREFIX, digest
 from ..errors import Forbidden, Unauthorized
@@ -29,14 +29,11 @@ class Principal:
     role: str
 
 
-async def authenticate(request: web.Request, pool: AsyncConnectionPool[Any], *roles: str) -> Principal:
-    """The caller's key, checked against the database; its role must be one of `roles`."""
-    async with pool.connection() as conn:
-        return await check_key(conn, request, *roles)
+def presented_key(request: web.Request) -> str:
+    """The API key the request presents, by its form only (no database): 401 when there is none or it is malformed.
 
-
-async def check_key(conn: psycopg.AsyncConnection[Any], request: web.Request, *roles: str) -> Principal:
-    """`authenticate` on a connection the caller holds (run it before binding the transaction to an organization)."""
+    The gate calls this before it checks the query string, so a caller without a key learns nothing of a route.
+    """
     header = request.headers.get("Authorization", "")
     if not header.isascii():
         # Raw bytes that are not UTF-8 arrive as surrogates, which no digest can be taken of.
@@ -54,6 +51,13 @@ async def check_key(conn: psycopg.AsyncConnection[Any], request: web.Request, *r
             code="missing_api_key",
             headers=_CHALLENGE,
         )
+    return key
+
+
+async def check_key(conn: psycopg.AsyncConnection[Any], request: web.Request, *roles: str) -> Principal:
+    """The caller's key, checked on `conn` (before its transaction is bound to an organization); its role must be
+    one of `roles`. 401 without a known, unrevoked key; 403 for another role."""
+    key = presented_key(request)
     cur = await conn.execute(
         "SELECT id, org_id, role FROM api_keys WHERE key_hash = %s AND NOT revoked", (digest(key),)
     )

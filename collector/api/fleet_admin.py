@@ -13,7 +13,9 @@
 | `GET /v1/admin/configs/status` | which agents run which version |
 | `GET /v1/admin/configs/{version}` | one pushed configuration |
 
-Anything of another organization answers 404 exactly like nothing at all.
+Anything of another organization answers 404 exactly like nothing at all: every handler gets its
+connection from the tenancy gate (collector/tenancy.py), under row-level security bound to the
+key's organization, on top of the organization filter of each query in collector/fleet.py.
 """
 
 from __future__ import annotations
@@ -29,23 +31,37 @@ from footfall.units import format_duration, parse_duration
 
 from .. import admin, fleet
 from ..errors import AdminError, BadRequest, Conflict, NotFound
-from ..http import json_object, shown, whole_number
+from ..http import json_object, shown
 from ..state import STATE
-from .auth import Principal, authenticate
+from ..tenancy import KeyScope, keyed
+from .params import DURATION_PATTERN, SITE_ID_PATTERN, TEXT_PATTERN, QueryParam, path_id
 
 ROLE = "fleet_admin"
 # The longest threshold (stale, offline) or token lifetime: a year.
 MAX_DURATION = timedelta(days=365)
-# Ids and versions are PostgreSQL bigints.
-MAX_ID = 2**63 - 1
+
+_STATE = "(" + "|".join(fleet.STATES) + ")"
+THRESHOLDS_QUERY = (
+    QueryParam("stale", {"type": "string", "pattern": DURATION_PATTERN},
+               "silence after which an agent is stale, above zero and at most 365d: 90s, 15m, 24h, 7d (15m)"),
+    QueryParam("offline", {"type": "string", "pattern": DURATION_PATTERN},
+               "silence after which it is offline, not shorter than stale and at most 365d (24h)"),
+)
+AGENTS_QUERY = (
+    QueryParam("site", {"type": "string", "pattern": SITE_ID_PATTERN}, "only this site's agents"),
+    QueryParam("state", {"type": "string", "pattern": f"^{_STATE}(,{_STATE})*$"},
+               f"only agents in these comma-separated states: {', '.join(fleet.STATES)}"),
+    QueryParam("version", {"type": "string", "pattern": TEXT_PATTERN, "minLength": 1, "maxLength": 64},
+               "only agents running this version"),
+    QueryParam("sort", {"type": "string", "enum": list(fleet.SORT_KEYS)}, "the order (site)"),
+    QueryParam("desc", {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no"]},
+               "true for descending order (false)"),
+    *THRESHOLDS_QUERY,
+)
 
 
-async def _principal(request: web.Request) -> Principal:
-    return await authenticate(request, request.app[STATE].pool, ROLE)
-
-
-def _duration(value: Any, name: str, longest: timedelta = MAX_DURATION) -> timedelta:
-    """A duration parameter, more than zero and at most `longest`; 400 naming it and the range otherwise."""
+def _duration(value: Any, name: str, code: str, longest: timedelta = MAX_DURATION) -> timedelta:
+    """A duration parameter, more than zero and at most `longest`; 400 `code` naming it and the range otherwise."""
     try:
         seconds = parse_duration(value)
     except (ValueError, TypeError):
@@ -53,41 +69,43 @@ def _duration(value: Any, name: str, longest: timedelta = MAX_DURATION) -> timed
     if not 0 < seconds <= longest.total_seconds():
         raise BadRequest(
             f"{name} must be a duration above zero and at most {format_duration(longest.total_seconds())}, "
-            f"such as 90s, 15m or 24h; got {shown(value)}"
+            f"such as 90s, 15m or 24h; got {shown(value)}",
+            code=code,
         )
     return timedelta(seconds=seconds)
 
 
 def _thresholds(request: web.Request) -> fleet.Thresholds:
     query = request.query
-    stale = _duration(query["stale"], "stale") if "stale" in query else fleet.DEFAULT_STALE
-    offline = _duration(query["offline"], "offline") if "offline" in query else max(fleet.DEFAULT_OFFLINE, stale)
+    stale = _duration(query["stale"], "stale", "bad_thresholds") if "stale" in query else fleet.DEFAULT_STALE
+    offline = max(fleet.DEFAULT_OFFLINE, stale)
+    if "offline" in query:
+        offline = _duration(query["offline"], "offline", "bad_thresholds")
     if offline < stale:
-        raise BadRequest("offline must not be shorter than stale")
+        raise BadRequest("offline must not be shorter than stale", code="bad_thresholds")
     return fleet.Thresholds(stale, offline)
 
 
-def _id(request: web.Request, name: str) -> int:
-    return whole_number(request.match_info[name], name, 1, MAX_ID, code="bad_request")
-
-
-async def create_token_handler(request: web.Request) -> web.Response:
+@keyed(ROLE)
+async def create_token_handler(request: web.Request, scope: KeyScope) -> web.Response:
     """`POST /v1/admin/tokens`: 201 with the token in clear (shown only now)."""
-    principal = await _principal(request)
+    await scope.principal()
     data = await json_object(request)
     site = data.get("site")
     uses = data.get("uses", 1)
+    if isinstance(uses, float) and uses.is_integer():
+        uses = int(uses)  # JSON has one number type: 3.0 is 3
     if not isinstance(site, str) or not site:
-        raise BadRequest("site is required")
+        raise BadRequest("site is required: the id of the site the agents will count for")
     if type(uses) is not int or not 1 <= uses <= 100_000:
         raise BadRequest(f"uses must be a whole number from 1 to 100000, got {uses!r}")
-    expires = _duration(data.get("expires", "24h"), "expires")
-    async with request.app[STATE].pool.connection() as conn:
-        if not any(s.id == site for s in await admin.list_sites(conn, principal.org_id)):
+    expires = _duration(data.get("expires", "24h"), "expires", "bad_expiry")
+    async with scope.connection() as conn:
+        if not any(s.id == site for s in await admin.list_sites(conn, scope.org_id)):
             raise NotFound(f"no site {site!r} in this organization")
         try:
             issued = await admin.create_enrollment_token(
-                conn, site, org_id=principal.org_id, expires=expires, uses=uses
+                conn, site, org_id=scope.org_id, expires=expires, uses=uses
             )
         except AdminError as exc:
             raise BadRequest(str(exc)) from None
@@ -103,11 +121,11 @@ async def create_token_handler(request: web.Request) -> web.Response:
     )
 
 
-async def list_tokens_handler(request: web.Request) -> web.Response:
+@keyed(ROLE)
+async def list_tokens_handler(request: web.Request, scope: KeyScope) -> web.Response:
     """`GET /v1/admin/tokens`: the organization's tokens (prefixes only), newest first."""
-    principal = await _principal(request)
-    async with request.app[STATE].pool.connection() as conn:
-        tokens = await admin.list_enrollment_tokens(conn, principal.org_id)
+    async with scope.connection() as conn:
+        tokens = await admin.list_enrollment_tokens(conn, scope.org_id)
         now = await fleet.now_utc(conn)
     return web.json_response(
         {
@@ -127,39 +145,32 @@ async def list_tokens_handler(request: web.Request) -> web.Response:
     )
 
 
-async def revoke_token_handler(request: web.Request) -> web.Response:
+@keyed(ROLE)
+async def revoke_token_handler(request: web.Request, scope: KeyScope) -> web.Response:
     """`POST /v1/admin/tokens/{id}/revoke`."""
-    principal = await _principal(request)
-    token_id = _id(request, "id")
-    async with request.app[STATE].pool.connection() as conn:
+    token_id = path_id(request.match_info["id"], "id")
+    async with scope.connection() as conn:
         try:
-            await fleet.revoke_token(conn, principal.org_id, token_id)
+            await fleet.revoke_token(conn, scope.org_id, token_id)
         except fleet.NotFound as exc:
             raise NotFound(str(exc)) from None
     return web.json_response({"id": token_id, "revoked": True})
 
 
-async def list_agents_handler(request: web.Request) -> web.Response:
+@keyed(ROLE, query=AGENTS_QUERY)
+async def list_agents_handler(request: web.Request, scope: KeyScope) -> web.Response:
     """`GET /v1/admin/agents`: the organization's agents with state, backlog, skew and sources, filtered and sorted."""
-    principal = await _principal(request)
-    query = request.query
-    states = frozenset(s for s in query.get("state", "").split(",") if s)
-    unknown = states - set(fleet.STATES)
-    if unknown:
-        raise BadRequest(f"state must be among {', '.join(fleet.STATES)}, got {', '.join(sorted(unknown))}")
-    sort = query.get("sort", "site")
-    if sort not in fleet.SORT_KEYS:
-        raise BadRequest(f"sort must be one of {', '.join(fleet.SORT_KEYS)}, got {sort!r}")
-    agent_query = fleet.AgentQuery(
-        site=query.get("site") or None,
-        states=states,
-        version=query.get("version") or None,
-        sort=sort,
-        descending=query.get("desc", "").lower() in ("1", "true", "yes"),
-        thresholds=_thresholds(request),
-    )
-    async with request.app[STATE].pool.connection() as conn:
-        now, agents = await fleet.list_fleet(conn, principal.org_id, agent_query)
+    query = request.query  # each value already within AGENTS_QUERY
+    async with scope.connection() as conn:
+        agent_query = fleet.AgentQuery(
+            site=query.get("site"),
+            states=frozenset(query.get("state", "").split(",")) - {""},
+            version=query.get("version"),
+            sort=query.get("sort", "site"),
+            descending=query.get("desc", "false") in ("1", "true", "yes"),
+            thresholds=_thresholds(request),
+        )
+        now, agents = await fleet.list_fleet(conn, scope.org_id, agent_query)
     return web.json_response(
         {
             "now": now.isoformat(),
@@ -170,39 +181,38 @@ async def list_agents_handler(request: web.Request) -> web.Response:
     )
 
 
-async def show_agent_handler(request: web.Request) -> web.Response:
+@keyed(ROLE, query=THRESHOLDS_QUERY)
+async def show_agent_handler(request: web.Request, scope: KeyScope) -> web.Response:
     """`GET /v1/admin/agents/{agent}`: everything known of one agent."""
-    principal = await _principal(request)
-    async with request.app[STATE].pool.connection() as conn:
+    async with scope.connection() as conn:
+        thresholds = _thresholds(request)
         try:
-            details = await fleet.agent_details(
-                conn, principal.org_id, request.match_info["agent"], _thresholds(request)
-            )
+            details = await fleet.agent_details(conn, scope.org_id, request.match_info["agent"], thresholds)
         except fleet.NotFound as exc:
             raise NotFound(str(exc)) from None
     return web.json_response(details)
 
 
-async def revoke_agent_handler(request: web.Request) -> web.Response:
+@keyed(ROLE)
+async def revoke_agent_handler(request: web.Request, scope: KeyScope) -> web.Response:
     """`POST /v1/admin/agents/{agent}/revoke`: 200 `{revoked: true, already: bool}`."""
-    principal = await _principal(request)
     agent_id = request.match_info["agent"]
-    async with request.app[STATE].pool.connection() as conn:
+    async with scope.connection() as conn:
         try:
-            changed = await fleet.revoke(conn, principal.org_id, agent_id)
+            changed = await fleet.revoke(conn, scope.org_id, agent_id)
         except fleet.NotFound as exc:
             raise NotFound(str(exc)) from None
     request.app[STATE].ingest.keys.drop(agent_id)
     return web.json_response({"id": agent_id, "revoked": True, "already": not changed})
 
 
-async def rotate_agent_key_handler(request: web.Request) -> web.Response:
+@keyed(ROLE)
+async def rotate_agent_key_handler(request: web.Request, scope: KeyScope) -> web.Response:
     """`POST /v1/admin/agents/{agent}/rotate-key`: 202, the agent rotates at its next heartbeat."""
-    principal = await _principal(request)
     agent_id = request.match_info["agent"]
-    async with request.app[STATE].pool.connection() as conn:
+    async with scope.connection() as conn:
         try:
-            at = await fleet.request_rotation(conn, principal.org_id, agent_id)
+            at = await fleet.request_rotation(conn, scope.org_id, agent_id)
         except fleet.NotFound as exc:
             raise NotFound(str(exc)) from None
         except fleet.Refused as exc:
@@ -210,27 +220,35 @@ async def rotate_agent_key_handler(request: web.Request) -> web.Response:
     return web.json_response({"id": agent_id, "rotate_requested_at": at.isoformat()}, status=202)
 
 
-async def push_config_handler(request: web.Request) -> web.Response:
+@keyed(ROLE)
+async def push_config_handler(request: web.Request, scope: KeyScope) -> web.Response:
     """`POST /v1/admin/configs`: 201 with the new version and the agents it now targets."""
-    principal = await _principal(request)
+    await scope.principal()
     data = await json_object(request, limit=MAX_CONFIG_BYTES * 2)
-    scope, target, text, note = (data.get(k, "") for k in ("scope", "target", "config", "note"))
-    if not all(isinstance(v, str) for v in (scope, target, text, note)):
+    for required in ("scope", "config"):
+        if required not in data:
+            raise BadRequest(f"{required} is required", code="missing_parameter")
+    to, target, text, note = (data.get(k, "") for k in ("scope", "target", "config", "note"))
+    if not all(isinstance(v, str) for v in (to, target, text, note)):
         raise BadRequest("scope, target, config and note must be strings")
+    if to not in fleet.SCOPES:
+        raise BadRequest(f"scope must be one of {', '.join(fleet.SCOPES)}, got {to!r}")
+    if to != "all" and not target:
+        raise BadRequest(f"a push to one {to} needs its id as target", code="missing_target")
     if len(text.encode()) > MAX_CONFIG_BYTES:
-        raise BadRequest(f"config is over {MAX_CONFIG_BYTES} bytes")
+        raise BadRequest(f"config is over {MAX_CONFIG_BYTES} bytes", code="config_too_large")
     try:
         tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         # Only the syntax is checked here: what the keys mean is the agent's to judge, with its own loader.
         raise BadRequest(f"config is not valid TOML: {exc}", code="bad_config") from None
-    async with request.app[STATE].pool.connection() as conn:
+    async with scope.connection() as conn:
         try:
-            push = await fleet.push_config(conn, principal.org_id, scope, target, text, note)
+            push = await fleet.push_config(conn, scope.org_id, to, target, text, note)
         except fleet.NotFound as exc:
             raise NotFound(str(exc)) from None
         except fleet.Refused as exc:
-            raise BadRequest(str(exc)) from None
+            raise Conflict(str(exc), code="agent_revoked") from None
     return web.json_response(
         {"version": push.version, "sha256": push.sha256, "scope": push.scope, "target": push.target,
          "agents": push.agents},
@@ -238,21 +256,22 @@ async def push_config_handler(request: web.Request) -> web.Response:
     )
 
 
-async def config_status_handler(request: web.Request) -> web.Response:
+@keyed(ROLE, query=THRESHOLDS_QUERY)
+async def config_status_handler(request: web.Request, scope: KeyScope) -> web.Response:
     """`GET /v1/admin/configs/status`: per agent and per version."""
-    principal = await _principal(request)
-    async with request.app[STATE].pool.connection() as conn:
-        status = await fleet.config_status(conn, principal.org_id, _thresholds(request))
+    async with scope.connection() as conn:
+        thresholds = _thresholds(request)
+        status = await fleet.config_status(conn, scope.org_id, thresholds)
     return web.json_response(status)
 
 
-async def show_config_handler(request: web.Request) -> web.Response:
+@keyed(ROLE)
+async def show_config_handler(request: web.Request, scope: KeyScope) -> web.Response:
     """`GET /v1/admin/configs/{version}`."""
-    principal = await _principal(request)
-    version = _id(request, "version")
-    async with request.app[STATE].pool.connection() as conn:
+    version = path_id(request.match_info["version"], "version")
+    async with scope.connection() as conn:
         try:
-            document = await fleet.config_document(conn, principal.org_id, version)
+            document = await fleet.config_document(conn, scope.org_id, version)
         except fleet.NotFound as exc:
             raise NotFound(str(exc)) from None
     return web.json_response(document)

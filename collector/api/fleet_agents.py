@@ -8,7 +8,9 @@
 
 Verification is the same as ingest's (collector/ingest.py), without its key cache: these
 requests are rare (one heartbeat a minute per agent), so each reads the agent row, and a
-revocation or a rotation bites on the very next one.
+revocation or a rotation bites on the very next one. Once verified, each request works through
+the tenancy gate (collector/tenancy.py `signed`): a transaction under the API role bound to the
+agent's organization, so row-level security holds an agent to its own organization's rows.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ from footfall.protocol.signing import check_timestamp, read_headers, verify_requ
 from footfall.logs import event
 
 from .. import fleet
-from ..errors import BadRequest, Conflict, NotFound
-from ..http import read_limited, whole_number
+from ..errors import Conflict, NotFound
+from ..http import whole_number
 from ..state import STATE
+from ..tenancy import AgentScope, signed
 
 log = logging.getLogger("footfall.collector.fleet")
 
@@ -68,23 +71,16 @@ async def verify_agent(request: web.Request, body: bytes) -> SignedAgent:
     return SignedAgent(signed.agent, org_id, site_id, public_key, skew)
 
 
-async def _body(request: web.Request) -> bytes:
-    body = await read_limited(request, proto.MAX_MESSAGE_BYTES)
-    if body is None:
-        raise BadRequest(f"the body is over {proto.MAX_MESSAGE_BYTES} bytes")
-    return body
-
-
 def _version(request: web.Request) -> int:
     return whole_number(request.match_info["version"], "a configuration version", 1, 2**63 - 1, code="bad_request")
 
 
-async def heartbeat_handler(request: web.Request) -> web.Response:
+@signed(verify_agent, limit=proto.MAX_MESSAGE_BYTES)
+async def heartbeat_handler(request: web.Request, scope: AgentScope[SignedAgent]) -> web.Response:
     """`POST /v1/agents/heartbeat`: store the status; answer with the desired configuration and rotation flag."""
-    body = await _body(request)
-    agent = await verify_agent(request, body)
-    heartbeat = proto.decode_heartbeat(body)
-    async with request.app[STATE].pool.connection() as conn:
+    agent = scope.agent
+    heartbeat = proto.decode_heartbeat(scope.body)
+    async with scope.connection() as conn:
         await fleet.record_heartbeat(conn, agent.id, agent.org_id, heartbeat, agent.skew_s)
         desired = await fleet.desired_config(conn, agent.id)
         rotate = await (
@@ -99,25 +95,25 @@ async def heartbeat_handler(request: web.Request) -> web.Response:
     return web.json_response(answer.as_json())
 
 
-async def config_handler(request: web.Request) -> web.Response:
+@signed(verify_agent, limit=proto.MAX_MESSAGE_BYTES)
+async def config_handler(request: web.Request, scope: AgentScope[SignedAgent]) -> web.Response:
     """`GET /v1/agents/config/{version}`: the configuration text, if a push of it covered this agent."""
     version = _version(request)
-    agent = await verify_agent(request, await _body(request))
-    async with request.app[STATE].pool.connection() as conn:
+    async with scope.connection() as conn:
         try:
-            document = await fleet.config_for_agent(conn, agent.id, version)
+            document = await fleet.config_for_agent(conn, scope.agent.id, version)
         except fleet.NotFound as exc:
             raise NotFound(str(exc)) from None
     return web.json_response(document.as_json())
 
 
-async def config_report_handler(request: web.Request) -> web.Response:
+@signed(verify_agent, limit=proto.MAX_MESSAGE_BYTES)
+async def config_report_handler(request: web.Request, scope: AgentScope[SignedAgent]) -> web.Response:
     """`POST /v1/agents/config/{version}/report`: what the agent did with a configuration."""
     version = _version(request)
-    body = await _body(request)
-    agent = await verify_agent(request, body)
-    report = proto.decode_config_report(body)
-    async with request.app[STATE].pool.connection() as conn, conn.transaction():
+    agent = scope.agent
+    report = proto.decode_config_report(scope.body)
+    async with scope.connection() as conn:
         current = await (
             await conn.execute(
                 "SELECT config_applied_version, config_rejected_version, config_error FROM agents WHERE id = %s",
@@ -137,16 +133,16 @@ async def config_report_handler(request: web.Request) -> web.Response:
     return web.json_response({})
 
 
-async def rotate_key_handler(request: web.Request) -> web.Response:
+@signed(verify_agent, limit=proto.MAX_MESSAGE_BYTES)
+async def rotate_key_handler(request: web.Request, scope: AgentScope[SignedAgent]) -> web.Response:
     """`POST /v1/agents/rotate-key`: replace the agent's key by the new one its current key vouches for."""
-    body = await _body(request)
-    agent = await verify_agent(request, body)
-    rotation = proto.decode_rotation(body)
+    agent = scope.agent
+    rotation = proto.decode_rotation(scope.body)
     answer: dict[str, Any] = {"agent_id": agent.id, "rotated": True}
     if rotation.new_public_key == base64.b64encode(agent.public_key).decode():
         return web.json_response(answer)  # a retry signed with the new key: already done
     new_key = proto.verify_rotation(agent.id, agent.public_key, rotation)
-    async with request.app[STATE].pool.connection() as conn:
+    async with scope.connection() as conn:
         try:
             await fleet.rotate_key(conn, agent.id, agent.org_id, agent.public_key, new_key)
         except psycopg.errors.UniqueViolation:
@@ -156,7 +152,6 @@ async def rotate_key_handler(request: web.Request) -> web.Response:
     request.app[STATE].ingest.keys.drop(agent.id)
     event(log, "key_rotated", agent=agent.id)
     return web.json_response(answer)
-
 
 
 def add_routes(app: web.Application) -> None:

@@ -25,57 +25,66 @@ from ..query import Conn, MetricsQuery, Series, compute, utc_span
 from ..sites import load_sites, week_start_of
 from ..sitesettings import SiteInfo
 from ..state import STATE, CollectorState
-from ..tenancy import authorized, tenant_connection
-from .auth import authenticate
-from .params import Options, group_bounds, options, response_format, site_bounds
+from ..tenancy import KeyScope, keyed
+from .params import (
+    FOOTFALL_QUERY,
+    GROUP_METRICS_QUERY,
+    SITE_METRICS_QUERY,
+    Options,
+    group_bounds,
+    options,
+    response_format,
+    site_bounds,
+)
 from .render import Rendered, answer_document, is_closed, rendered, send
 
 READERS = ("analyst", "fleet_admin")
 
 
-async def site_metrics_handler(request: web.Request) -> web.StreamResponse:
+@keyed(*READERS, query=SITE_METRICS_QUERY)
+async def site_metrics_handler(request: web.Request, scope: KeyScope) -> web.StreamResponse:
     """`GET /v1/sites/{site}/metrics`."""
     state = request.app[STATE]
     fmt = response_format(request.query, request.headers.get("Accept", ""))
-    async with authorized(request, state.pool, *READERS) as (conn, principal):
-        site = await _one_site(conn, principal.org_id, request.match_info["site"])
-        opts = options(request.query, await week_start_of(conn, principal.org_id))
+    async with scope.connection() as conn:
+        site = await _one_site(conn, scope.org_id, request.match_info["site"])
+        opts = options(request.query, await week_start_of(conn, scope.org_id))
         start, end = site_bounds(request.query, site, opts)
-        answer, last = await _answer(request, state, conn, principal.org_id, (site,), start, end, opts, True)
+        answer, last = await _answer(request, state, conn, scope.org_id, (site,), start, end, opts, True)
     return await send(request, answer, fmt, is_closed(last))
 
 
-async def group_metrics_handler(request: web.Request) -> web.StreamResponse:
+@keyed(*READERS, query=GROUP_METRICS_QUERY)
+async def group_metrics_handler(request: web.Request, scope: KeyScope) -> web.StreamResponse:
     """`GET /v1/metrics`."""
     state = request.app[STATE]
     fmt = response_format(request.query, request.headers.get("Accept", ""))
     named = sorted({s.strip() for v in request.query.getall("site", []) for s in v.split(",") if s.strip()})
     tags = tuple(sorted({t.strip() for v in request.query.getall("tag", []) for t in v.split(",") if t.strip()}))
-    async with authorized(request, state.pool, *READERS) as (conn, principal):
-        sites = await load_sites(conn, principal.org_id, named or None, tags)
+    async with scope.connection() as conn:
+        sites = await load_sites(conn, scope.org_id, named or None, tags)
         missing = sorted(set(named) - {s.id for s in sites})
         if missing:
             raise NotFound(f"no site {', '.join(map(repr, missing))} in this key's organization", code="unknown_site")
         if not sites:
             raise NotFound("no site of this key's organization matches", code="unknown_site")
-        opts = options(request.query, await week_start_of(conn, principal.org_id))
+        opts = options(request.query, await week_start_of(conn, scope.org_id))
         start, end = group_bounds(request.query, opts)
-        answer, last = await _answer(request, state, conn, principal.org_id, tuple(sites), start, end, opts, False)
+        answer, last = await _answer(request, state, conn, scope.org_id, tuple(sites), start, end, opts, False)
     return await send(request, answer, fmt, is_closed(last))
 
 
-async def footfall_handler(request: web.Request) -> web.StreamResponse:
+@keyed(*READERS, query=FOOTFALL_QUERY)
+async def footfall_handler(request: web.Request, scope: KeyScope) -> web.StreamResponse:
     """`GET /v1/sites/{site}/footfall`: entries and exits per local hour or day."""
-    state = request.app[STATE]
-    principal = await authenticate(request, state.pool, *READERS)
-    fmt = "csv" if request.query.get("format") == "csv" else "json"
-    async with tenant_connection(state.pool, principal.org_id) as conn:
-        site = await _one_site(conn, principal.org_id, request.match_info["site"])
+    fmt = request.query.get("format", "json")
+    async with scope.connection() as conn:
+        site = await _one_site(conn, scope.org_id, request.match_info["site"])
         params = {k: v for k, v in request.query.items() if k in ("from", "to", "granularity")}
         params["metrics"] = "entries,exits"
         opts = options(params, 1, granularities=("hour", "day"))
         start, end = site_bounds(params, site, opts)
-        query = MetricsQuery(principal.org_id, (site,), start, end, opts.granularity, 1, opts.metrics)
+        query = MetricsQuery(scope.org_id, (site,), start, end, opts.granularity, 1, opts.metrics)
         series = await compute(conn, query)
     document = answer_document(series, query, single=True)
     rows = [{"start": b["start"], "end": b["end"], "entries": b["entries"], "exits": b["exits"]}
@@ -125,7 +134,7 @@ async def _answer(
         compared: tuple[str, Series, MetricsQuery] | None = None
         if other is not None and opts.compare is not None:
             compared = (opts.compare, await compute(conn, other), other)
-        return rendered(answer_document(series, query, single=single, comparison=compared))
+        return rendered(answer_document(series, query, single=single, comparison=compared, currency=opts.currency))
 
     if "no-cache" in request.headers.get("Cache-Control", ""):
         answer = await build()

@@ -11,9 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from footfall.protocol.fleet import MAX_CONFIG_BYTES
 
+from .. import fleet
 from ..measures import METRICS
 from ..periods import COMPARISONS, GRANULARITIES, WEEKDAYS
+from ..sitesettings import DAYS, MAX_EXPECTED, MAX_TAGS, VISITOR_MODES
+from ..tenancy import gate_of
+from . import fleet_admin, metrics, sites
+from .params import DATE_PATTERN, DATETIME_PATTERN, DURATION_PATTERN, ID_SCHEMA, SITE_ID_PATTERN, TAG
 
 VERSION = "1.0.0"
 
@@ -21,6 +27,23 @@ _NULLABLE_NUMBER = {"type": ["number", "null"]}
 _MONEY = {"type": "object", "additionalProperties": {"type": "integer"},
           "description": "per ISO 4217 currency, in minor units"}
 _MONEY_RATIO = {"type": "object", "additionalProperties": _NULLABLE_NUMBER, "description": "per currency, minor units"}
+
+_HHMM = "^(([01][0-9]|2[0-3]):(00|15|30|45)|24:00)$"
+_INTERVALS = {"$ref": "#/components/schemas/Intervals"}
+_SETTINGS: dict[str, Any] = {
+    "name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "[^ ]"},
+    "timezone": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$",
+                 "description": "an IANA zone name, such as Europe/Paris", "examples": ["Europe/Paris"]},
+    "visitors": {"type": "string", "enum": list(VISITOR_MODES)},
+    "day_reset": {"type": "string", "pattern": "^([01][0-9]|2[0-3]):(00|15|30|45)$", "examples": ["04:00"]},
+    "tags": {"type": "array", "items": {"type": "string", "pattern": f"^{TAG}$"}, "maxItems": MAX_TAGS},
+    "opening_hours": {"type": ["object", "null"], "propertyNames": {"enum": list(DAYS)},
+                      "additionalProperties": _INTERVALS},
+    "hours_exceptions": {"type": ["object", "null"], "propertyNames": {"pattern": DATE_PATTERN},
+                         "additionalProperties": _INTERVALS, "description": "needs opening_hours"},
+    "expected_sensors": {"type": ["array", "null"], "maxItems": MAX_EXPECTED,
+                         "items": {"type": "string", "minLength": 1, "maxLength": 128}},
+}
 
 SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -118,8 +141,8 @@ SCHEMAS: dict[str, Any] = {
                        "properties": {"entries": {"type": "integer"}, "exits": {"type": "integer"}}},
         },
     },
-    "Intervals": {"type": "array", "items": {"type": "array", "items": {"type": "string"}, "minItems": 2,
-                                             "maxItems": 2}},
+    "Intervals": {"type": "array", "description": "[open, close) pairs in order, not overlapping", "items": {
+        "type": "array", "items": {"type": "string", "pattern": _HHMM}, "minItems": 2, "maxItems": 2}},
     "Site": {
         "type": "object",
         "required": ["id", "name", "timezone", "visitors", "day_reset", "tags", "opening_hours", "hours_exceptions",
@@ -139,15 +162,15 @@ SCHEMAS: dict[str, Any] = {
     "SiteSettings": {
         "type": "object",
         "description": "Settings to set (collector/sitesettings.py); every problem is reported at once.",
-        "properties": {
-            "name": {"type": "string"}, "timezone": {"type": "string"},
-            "visitors": {"type": "string", "enum": ["entries", "exits", "mean"]},
-            "day_reset": {"type": "string", "examples": ["04:00"]},
-            "tags": {"type": "array", "items": {"type": "string"}},
-            "opening_hours": {"type": ["object", "null"]},
-            "hours_exceptions": {"type": "object"},
-            "expected_sensors": {"type": ["array", "null"], "items": {"type": "string"}},
-        },
+        "properties": _SETTINGS,
+        "additionalProperties": False,
+    },
+    "NewSite": {
+        "type": "object",
+        "description": "A site's id and zone, and any other settings.",
+        "required": ["id", "timezone"],
+        "properties": {"id": {"type": "string", "pattern": SITE_ID_PATTERN}, **_SETTINGS},
+        "additionalProperties": False,
     },
     "Sensor": {
         "type": "object",
@@ -206,6 +229,12 @@ _AUTH_ERRORS = {
 }
 
 
+_JSON_LIMITS = (
+    "the body breaks a limit every JSON body has: nesting deeper than 32, an integer beyond ±(2^63−1), "
+    "a non-finite number, a lone UTF-16 surrogate or a NUL in a string"
+)
+
+
 def _op(
     summary: str,
     responses: dict[str, Any],
@@ -214,8 +243,16 @@ def _op(
     body: dict[str, Any] | None = None,
     public: bool = False,
     tag: str = "metrics",
+    rules: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     operation: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": dict(responses)}
+    if body is not None:
+        # Limits of every JSON body (protocol/strict_json.py), in fields the schema leaves open too.
+        rules = {**(rules or {}), "bad_request": _JSON_LIMITS}
+    if rules:
+        # The 400 codes that answer a request every parameter and body field of which is within its schema:
+        # rules between them, or a value only the collector can judge. Everything else the schemas say.
+        operation["x-rule-errors"] = dict(rules)
     if not public:
         operation["responses"].update(_AUTH_ERRORS)
     else:
@@ -230,31 +267,26 @@ def _op(
     return operation
 
 
-def _query(name: str, schema: dict[str, Any], description: str, *, required: bool = False) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": required, "schema": schema, "description": description}
+def _path(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema or {"type": "string"},
+            "description": description}
 
 
-def _path(name: str, description: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}, "description": description}
+def _query_of(handler: Any) -> list[dict[str, Any]]:
+    """The query parameters a gated handler declares, which the gate checks (collector/api/params.py)."""
+    gate = gate_of(handler)
+    return [param.document() for param in gate.query] if gate else []
 
 
-_SITE = _path("site", "the site's id")
-_PAGE = [
-    _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "items per page (100)"),
-    _query("cursor", {"type": "string"}, "the next_cursor of the previous page"),
-]
-_METRIC_PARAMS = [
-    _query("from", {"type": "string"}, "inclusive: a local date (2026-03-08) or a date and time", required=True),
-    _query("to", {"type": "string"}, "exclusive: a local date or a date and time", required=True),
-    _query("granularity", {"type": "string", "enum": list(GRANULARITIES)}, "bucket size (day)"),
-    _query("metrics", {"type": "string"}, f"comma-separated, from: {', '.join(METRICS)} (all)"),
-    _query("trading_hours", {"type": "boolean"}, "count only the sites' trading hours (false)"),
-    _query("compare", {"type": "string", "enum": list(COMPARISONS)}, "a comparison range returned beside"),
-    _query("week_start", {"type": "string", "enum": list(WEEKDAYS)}, "first day of week buckets"),
-    _query("format", {"type": "string", "enum": ["json", "csv"]}, "else the Accept header decides"),
-]
+_SITE = _path("site", "the site's id", {"type": "string", "pattern": SITE_ID_PATTERN})
+_RANGE_RULES = {
+    "bad_range": "`to` is not after `from`",
+    "unaligned_range": "a bound is not the start of a bucket of the granularity (in each site's zone)",
+    "range_too_large": "the range is longer than the granularity allows (collector/periods.py MAX_RANGE)",
+}
+_CURSOR_RULE = {"bad_cursor": "a cursor this collector did not give"}
 _METRICS_ANSWER = {
-    "description": "the buckets, totals and optional comparison",
+    "description": "the buckets, totals and optional comparison; CSV columns as in README (Analysts' API)",
     "headers": {"ETag": {"schema": {"type": "string"}}, "Cache-Control": {"schema": {"type": "string"}}},
     "content": {"application/json": {"schema": _ref("MetricsAnswer")},
                 "text/csv": {"schema": {"type": "string"}}},
@@ -262,10 +294,18 @@ _METRICS_ANSWER = {
 _METRICS_RESPONSES = {
     "200": _METRICS_ANSWER,
     "304": {"description": "the copy named by If-None-Match is current"},
-    "400": _error("bad_date, bad_range, range_too_large, unaligned_range, bad_granularity, bad_metric, "
-                  "bad_compare, bad_parameter or bad_format"),
+    "400": _error("unknown_parameter, missing_parameter, bad_date, bad_range, range_too_large, unaligned_range, "
+                  "bad_granularity, bad_metric, bad_compare, bad_parameter, bad_format or currency_required"),
     "404": _error("no such site in the key's organization (not_found, unknown_site)"),
     "406": _error("neither JSON nor CSV is acceptable (not_acceptable)"),
+}
+_SETTINGS_RULES = {
+    "bad_settings": "a time zone the zone database does not have, opening intervals that close before they "
+    "open or overlap, exceptions without weekly hours, or a name of only spaces",
+}
+_METRICS_RULES = {
+    **_RANGE_RULES,
+    "currency_required": "CSV of an answer with money in several currencies, without `currency`",
 }
 _LIST = {"type": "object", "required": ["next_cursor"]}
 
@@ -301,55 +341,53 @@ PATHS: dict[str, dict[str, Any]] = {
             "401": _error("unknown_token, token_expired, token_revoked, token_used_up"),
             "409": _error("key_already_enrolled"),
         }, body={"type": "object", "required": ["token", "public_key"], "properties": {
-            "token": {"type": "string"}, "public_key": {"type": "string"}, "hostname": {"type": "string"},
-            "version": {"type": "string"}}}, public=True, tag="agents"),
+            "token": {"type": "string", "minLength": 1},
+            "public_key": {"type": "string", "pattern": "^[A-Za-z0-9+/]{43}=$",
+                           "description": "the raw 32-byte Ed25519 public key, standard base64"},
+            "hostname": {"type": "string"}, "version": {"type": "string"}}}, public=True, tag="agents"),
     }},
     "/v1/organization": {"get": _op("The key's organization", {"200": _json(_ref("Organization")),
                                                                 "404": _error("not_found")}, tag="sites")},
-    "/v1/sites": {"get": _op("The organization's sites, by id", {"200": _json(_list("sites", "Site"))}, parameters=[
-        _query("tag", {"type": "string"}, "only sites having every one of these comma-separated tags"), *_PAGE,
-    ], tag="sites")},
+    "/v1/sites": {"get": _op("The organization's sites, by id", {"200": _json(_list("sites", "Site"))},
+                             parameters=_query_of(sites.list_sites_handler), tag="sites", rules=_CURSOR_RULE)},
     "/v1/sites/{site}": {"get": _op("One site and its settings", {"200": _json(_ref("Site")),
                                                                    "404": _error("not_found")},
                                     parameters=[_SITE], tag="sites")},
     "/v1/sites/{site}/sensors": {"get": _op("The site's sensors, learnt from its data", {
         "200": _json({**_list("sensors", "Sensor"), "required": ["sensors", "expected_sensors", "next_cursor"]}),
         "404": _error("not_found"),
-    }, parameters=[_SITE, *_PAGE], tag="sites")},
+    }, parameters=[_SITE, *_query_of(sites.sensors_handler)], tag="sites", rules=_CURSOR_RULE)},
     "/v1/sites/{site}/outages": {"get": _op("Buffer gaps and offline periods agents reported, newest first", {
         "200": _json(_list("outages", "Outage")), "404": _error("not_found"),
-    }, parameters=[_SITE, _query("from", {"type": "string"}, "only outages ending after"),
-                   _query("to", {"type": "string"}, "only outages starting before"), *_PAGE], tag="sites")},
+    }, parameters=[_SITE, *_query_of(sites.outages_handler)], tag="sites", rules=_CURSOR_RULE)},
     "/v1/sites/{site}/metrics": {"get": _op("Every metric of one site per local bucket", _METRICS_RESPONSES,
-                                            parameters=[_SITE, *_METRIC_PARAMS])},
+                                            parameters=[_SITE, *_query_of(metrics.site_metrics_handler)],
+                                            rules=_METRICS_RULES)},
     "/v1/metrics": {"get": _op("Every metric of a group of sites, each in its own local periods", _METRICS_RESPONSES,
-                               parameters=[
-                                   _query("site", {"type": "string"}, "comma-separated site ids (repeatable)"),
-                                   _query("tag", {"type": "string"}, "sites having every one of these tags"),
-                                   *_METRIC_PARAMS])},
+                               parameters=_query_of(metrics.group_metrics_handler), rules=_METRICS_RULES)},
     "/v1/sites/{site}/footfall": {"get": _op("Entries and exits per local hour or day", {
         "200": {"description": "buckets", "content": {"application/json": {"schema": _ref("Footfall")},
                                                       "text/csv": {"schema": {"type": "string"}}}},
         "404": _error("not_found"),
-    }, parameters=[_SITE, *[p for p in _METRIC_PARAMS if p["name"] in ("from", "to")],
-                   _query("granularity", {"type": "string", "enum": ["hour", "day"]}, "bucket size (day)"),
-                   _query("format", {"type": "string", "enum": ["json", "csv"]}, "json")])},
+    }, parameters=[_SITE, *_query_of(metrics.footfall_handler)], rules=_RANGE_RULES)},
     "/v1/admin/organization": {"patch": _op("Set the organization's week start", {
         "200": _json(_ref("Organization")), "404": _error("not_found"),
-    }, body={"type": "object", "required": ["week_start"],
+    }, body={"type": "object", "required": ["week_start"], "additionalProperties": False,
              "properties": {"week_start": {"type": "string", "enum": list(WEEKDAYS)}}}, tag="admin")},
     "/v1/admin/sites": {"post": _op("Create a site with its settings", {
         "201": _json(_ref("Site")), "409": _error("site_exists"),
-    }, body={"allOf": [_ref("SiteSettings"), {"type": "object", "required": ["id", "timezone"],
-                                              "properties": {"id": {"type": "string"}}}]}, tag="admin")},
+    }, body=_ref("NewSite"), tag="admin", rules=_SETTINGS_RULES)},
     "/v1/admin/sites/{site}": {"patch": _op("Change a site's settings", {
         "200": _json(_ref("Site")), "404": _error("not_found"), "409": _error("timezone_locked"),
-    }, parameters=[_SITE], body=_ref("SiteSettings"), tag="admin")},
+    }, parameters=[_SITE], body=_ref("SiteSettings"), tag="admin", rules=_SETTINGS_RULES)},
     "/v1/admin/sites/{site}/sensors/{sensor}": {"patch": _op("Retire a sensor, or bring it back", {
         "200": _json(_ref("Sensor")), "404": _error("not_found"),
     }, parameters=[_SITE, _path("sensor", "the sensor's name")], body={
-        "type": "object", "required": ["retired_at"],
-        "properties": {"retired_at": {"type": ["string", "null"], "description": "now, an ISO datetime, or null"}}},
+        "type": "object", "required": ["retired_at"], "additionalProperties": False,
+        "properties": {"retired_at": {
+            "anyOf": [{"type": "string", "enum": ["now"]}, {"type": "string", "pattern": DATETIME_PATTERN},
+                      {"type": "null"}],
+            "description": "now, an ISO datetime with its offset, or null to bring the sensor back"}}},
         tag="admin")},
 }
 
@@ -372,12 +410,13 @@ def _signed(summary: str, *, body: bool, version: bool = False) -> dict[str, Any
     if body:
         operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": _OBJECT}}}
     if version:
-        operation["parameters"] = [_path("version", "a configuration version")]
+        operation["parameters"] = [_VERSION]
     return operation
 
 
-_VERSION = _path("version", "a configuration version")
-_AGENT = _path("agent", "the agent's id")
+_VERSION = _path("version", "a configuration version", ID_SCHEMA)
+_AGENT = _path("agent", "the agent's id", {"type": "string", "pattern": "^agt_[a-z0-9]{8,64}$"})
+_THRESHOLD_RULES = {"bad_thresholds": "`offline` is shorter than `stale`, or either is longer than 365d"}
 PATHS.update({
     "/v1/agents/heartbeat": {"post": _signed("An agent's heartbeat", body=True)},
     "/v1/agents/config/{version}": {"get": _signed("A pushed configuration", body=False, version=True)},
@@ -386,29 +425,43 @@ PATHS.update({
     "/v1/admin/tokens": {
         "post": _op("Create an enrollment token", {"201": _json(_OBJECT), "404": _error("not_found")},
                     body={"type": "object", "required": ["site"], "properties": {
-                        "site": {"type": "string"}, "expires": {"type": "string"}, "uses": {"type": "integer"}}},
-                    tag="admin"),
+                        "site": {"type": "string", "pattern": SITE_ID_PATTERN},
+                        "expires": {"type": "string", "pattern": DURATION_PATTERN,
+                                    "description": "its lifetime, at most a year (24h)"},
+                        "uses": {"type": "integer", "minimum": 1, "maximum": 100_000,
+                                 "description": "how many agents it enrolls (1)"}}},
+                    tag="admin", rules={"bad_expiry": "`expires` is longer than a year"}),
         "get": _op("The organization's enrollment tokens", {"200": _json(_OBJECT)}, tag="admin"),
     },
     "/v1/admin/tokens/{id}/revoke": {"post": _op("Revoke a token", {
-        "200": _json(_OBJECT), "404": _error("not_found")}, parameters=[_path("id", "the token's id")], tag="admin")},
+        "200": _json(_OBJECT), "404": _error("not_found")}, parameters=[_path("id", "the token's id", ID_SCHEMA)],
+        tag="admin")},
     "/v1/admin/agents": {"get": _op("The organization's agents, with their state", {"200": _json(_OBJECT)},
-                                    parameters=[_query(name, {"type": "string"}, name) for name in (
-                                        "site", "state", "version", "sort", "desc", "stale", "offline")],
-                                    tag="admin")},
+                                    parameters=_query_of(fleet_admin.list_agents_handler), tag="admin",
+                                    rules=_THRESHOLD_RULES)},
     "/v1/admin/agents/{agent}": {"get": _op("One agent", {"200": _json(_OBJECT), "404": _error("not_found")},
-                                            parameters=[_AGENT], tag="admin")},
+                                            parameters=[_AGENT, *_query_of(fleet_admin.show_agent_handler)],
+                                            tag="admin", rules=_THRESHOLD_RULES)},
     "/v1/admin/agents/{agent}/revoke": {"post": _op("Revoke an agent", {
         "200": _json(_OBJECT), "404": _error("not_found")}, parameters=[_AGENT], tag="admin")},
     "/v1/admin/agents/{agent}/rotate-key": {"post": _op("Ask an agent to rotate its key", {
         "202": _json(_OBJECT), "404": _error("not_found"), "409": _error("agent_revoked")},
         parameters=[_AGENT], tag="admin")},
-    "/v1/admin/configs": {"post": _op("Push a configuration", {"201": _json(_OBJECT), "404": _error("not_found")},
-                                      body={"type": "object", "properties": {
-                                          k: {"type": "string"} for k in ("scope", "target", "config", "note")}},
-                                      tag="admin")},
+    "/v1/admin/configs": {"post": _op("Push a configuration", {
+        "201": _json(_OBJECT), "404": _error("not_found"), "409": _error("agent_revoked")},
+        body={"type": "object", "required": ["scope", "config"], "properties": {
+            "scope": {"type": "string", "enum": list(fleet.SCOPES)},
+            "target": {"type": "string", "description": "the agent or site id; none for all"},
+            "config": {"type": "string", "description": f"an agent.toml, at most {MAX_CONFIG_BYTES} bytes"},
+            "note": {"type": "string"}}},
+        tag="admin", rules={
+            "missing_target": "a push to an agent or a site without its id",
+            "bad_config": "`config` is not valid TOML",
+            "config_too_large": f"`config` is over {MAX_CONFIG_BYTES} bytes",
+        })},
     "/v1/admin/configs/status": {"get": _op("Which agents run which configuration", {"200": _json(_OBJECT)},
-                                            tag="admin")},
+                                            parameters=_query_of(fleet_admin.config_status_handler), tag="admin",
+                                            rules=_THRESHOLD_RULES)},
     "/v1/admin/configs/{version}": {"get": _op("One pushed configuration", {
         "200": _json(_OBJECT), "404": _error("not_found")}, parameters=[_VERSION], tag="admin")},
     "/metrics": {"get": {"summary": "Prometheus metrics", "tags": ["meta"], "security": [], "responses": {

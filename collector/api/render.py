@@ -1,5 +1,14 @@
 """Metrics answers as JSON or CSV: the answer document, its ETag, conditional requests, and streaming.
 
+JSON gives money per currency in minor units (`"revenue": {"EUR": 6167}`). CSV has one column per
+requested metric whatever the data holds, so that a spreadsheet or BI refresh always finds the same
+columns: `start`, `end` (`fold` for groups; `period` first with a comparison), each metric, and
+the completeness fields. Money metrics (`revenue`, `atv`, `sales_per_visitor`) are in major units
+(61.67, using the currency's ISO 4217 decimals, collector/currencies.py) and a `currency` column
+before the first of them names their currency: the `currency` parameter's, else the answer's only
+one, else empty with empty money cells when there were no sales. An answer with sales in several
+currencies needs `currency=` for CSV (400 `currency_required` names them), since a row holds one.
+
 An answer is built once as a plain document and encoded to JSON once (both cached by
 collector/cache.py); the range limits keep it small (at most 1,344 buckets and a comparison, a
 few MB), and it is sent in 64 KiB chunks. CSV is encoded row by row as it is sent. Every answer
@@ -21,6 +30,8 @@ from typing import Any
 
 from aiohttp import web
 
+from ..currencies import to_major
+from ..errors import BadRequest
 from ..localtime import local_iso
 from ..measures import COMPLETENESS_FIELDS, PER_CURRENCY, derive
 from ..periods import key_end_label, key_label, localize
@@ -70,9 +81,13 @@ def answer_document(
     *,
     single: bool,
     comparison: tuple[str, Series, MetricsQuery] | None = None,
+    currency: str | None = None,
 ) -> dict[str, Any]:
-    """The whole answer (see the OpenAPI document for its schema)."""
-    currencies = sorted(set(series.currencies) | (set(comparison[1].currencies) if comparison else set()))
+    """The whole answer (see the OpenAPI document for its schema); money only in `currency` when given."""
+    if currency is not None:
+        currencies = [currency]
+    else:
+        currencies = sorted(set(series.currencies) | (set(comparison[1].currencies) if comparison else set()))
     series.currencies = currencies
     head: dict[str, Any]
     if single:
@@ -110,24 +125,34 @@ def rendered(document: dict[str, Any]) -> Rendered:
 
 
 def csv_columns(document: dict[str, Any]) -> list[str]:
-    """The CSV header: bounds, each metric (one column per currency for money), completeness."""
-    columns = ["start", "end"]
+    """The CSV header, from the request alone: bounds, each metric (with `currency` before money), completeness."""
+    columns = ["period"] if "comparison" in document else []
+    columns += ["start", "end"]
     if "sites" in document:
         columns.append("fold")
     for metric in document["metrics"]:
-        if metric in PER_CURRENCY:
-            columns += [f"{metric}_{c}" for c in document["currencies"]]
-        else:
-            columns.append(metric)
-    columns += list(COMPLETENESS_FIELDS)
-    if "comparison" in document:
-        columns.insert(0, "period")
-    return columns
+        if metric in PER_CURRENCY and "currency" not in columns:
+            columns.append("currency")
+        columns.append(metric)
+    return columns + list(COMPLETENESS_FIELDS)
+
+
+def csv_currency(document: dict[str, Any]) -> str:
+    """The currency of the CSV's money columns ("" when there is no money); 400 when the answer has several."""
+    currencies: list[str] = document["currencies"]
+    if len(currencies) > 1 and not PER_CURRENCY.isdisjoint(document["metrics"]):
+        raise BadRequest(
+            f"this answer has money in {', '.join(currencies)} and a CSV row holds one currency: add "
+            f"{' or '.join(f'currency={c}' for c in currencies)} (or ask for JSON, which has them all)",
+            code="currency_required",
+        )
+    return currencies[0] if currencies else ""
 
 
 def csv_chunks(document: dict[str, Any]) -> Iterator[str]:
     """CSV text of the buckets (current, then the comparison's), one row per bucket."""
     columns = csv_columns(document)
+    currency = csv_currency(document)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
@@ -136,7 +161,7 @@ def csv_chunks(document: dict[str, Any]) -> Iterator[str]:
         periods.append(("comparison", document["comparison"]))
     for name, period in periods:
         for bucket in period["buckets"]:
-            writer.writerow([_cell(_column(bucket, column, name)) for column in columns])
+            writer.writerow([_cell(bucket, column, name, currency) for column in columns])
             if out.tell() > _CHUNK:
                 yield out.getvalue()
                 out.seek(0)
@@ -144,16 +169,15 @@ def csv_chunks(document: dict[str, Any]) -> Iterator[str]:
     yield out.getvalue()
 
 
-def _column(bucket: dict[str, Any], column: str, period: str) -> Any:
+def _cell(bucket: dict[str, Any], column: str, period: str, currency: str) -> Any:
     if column == "period":
         return period
-    if column in bucket:
-        return bucket[column]
-    metric, _, currency = column.rpartition("_")
-    return bucket.get(metric, {}).get(currency)
-
-
-def _cell(value: Any) -> Any:
+    if column == "currency":
+        return currency
+    value = bucket[column]
+    if column in PER_CURRENCY:
+        minor = value.get(currency) if currency else None
+        return "" if minor is None else format(to_major(minor, currency), "f")
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -169,6 +193,8 @@ async def send(request: web.Request, answer: Rendered, fmt: str, closed: bool) -
         "Cache-Control": f"private, max-age={CLOSED_MAX_AGE_S}" if closed else "private, no-cache",
         "Vary": "Accept, Authorization",
     }
+    if fmt == "csv":
+        csv_currency(answer.document)
     if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
         return web.Response(status=304, headers=headers)
     response = web.StreamResponse(headers=headers)

@@ -23,15 +23,28 @@ from aiohttp import web
 from .. import admin, sites
 from ..errors import AdminError, BadRequest, Conflict, NotFound
 from ..http import json_object, shown
-from ..localtime import MAX_YEAR, MIN_YEAR, check_year, parse_bound
+from ..localtime import parse_bound
 from ..periods import WEEKDAYS
 from ..sitesettings import SensorInfo, SettingsError
-from ..state import STATE
-from ..tenancy import tenant_connection
-from .auth import authenticate
+from ..tenancy import Conn, KeyScope, keyed
 from .pages import next_cursor, page_params
+from .params import DATETIME_PATTERN, INSTANT_PATTERN, PAGE, TAG_LIST_PATTERN, QueryParam, matches
 
 READERS = ("analyst", "fleet_admin")
+ADMIN = "fleet_admin"
+LIST_SITES_QUERY = (
+    QueryParam("tag", {"type": "string", "pattern": TAG_LIST_PATTERN},
+               "only sites having every one of these comma-separated tags", repeatable=True),
+    *PAGE,
+)
+_OUTAGE_BOUND = {"type": "string", "pattern": INSTANT_PATTERN}
+OUTAGES_QUERY = (
+    QueryParam("from", _OUTAGE_BOUND, "only outages ending at or after: a local date or an ISO datetime with offset",
+               code="bad_date"),
+    QueryParam("to", _OUTAGE_BOUND, "only outages starting before: a local date or an ISO datetime with offset",
+               code="bad_date"),
+    *PAGE,
+)
 
 
 def sensor_json(sensor: SensorInfo, expected: list[str] | None) -> dict[str, Any]:
@@ -47,22 +60,17 @@ def sensor_json(sensor: SensorInfo, expected: list[str] | None) -> dict[str, Any
     }
 
 
-async def organization_handler(request: web.Request) -> web.Response:
+@keyed(*READERS)
+async def organization_handler(request: web.Request, scope: KeyScope) -> web.Response:
     """`GET /v1/organization`."""
-    state = request.app[STATE]
-    principal = await authenticate(request, state.pool, *READERS)
-    async with tenant_connection(state.pool, principal.org_id) as conn:
-        cur = await conn.execute("SELECT id, name, week_start FROM organizations WHERE id = %s", (principal.org_id,))
-        row = await cur.fetchone()
-    if row is None:
-        raise NotFound("this key's organization no longer exists")
-    return web.json_response({"id": row[0], "name": row[1], "week_start": WEEKDAYS[row[2] - 1]})
+    async with scope.connection() as conn:
+        return web.json_response(await _organization(conn, scope.org_id))
 
 
-async def organization_update_handler(request: web.Request) -> web.Response:
+@keyed(ADMIN)
+async def organization_update_handler(request: web.Request, scope: KeyScope) -> web.Response:
     """`PATCH /v1/admin/organization` with `{"week_start": "sunday"}`."""
-    state = request.app[STATE]
-    principal = await authenticate(request, state.pool, "fleet_admin")
+    await scope.principal()
     body = await json_object(request)
     unknown = sorted(set(body) - {"week_start"})
     if unknown or "week_start" not in body:
@@ -70,42 +78,47 @@ async def organization_update_handler(request: web.Request) -> web.Response:
     value = body["week_start"]
     if value not in WEEKDAYS:
         raise BadRequest(f"week_start must be one of {', '.join(WEEKDAYS)}, got {value!r}", code="bad_settings")
-    async with tenant_connection(state.pool, principal.org_id) as conn:
-        await sites.set_week_start(conn, principal.org_id, WEEKDAYS.index(value) + 1)
-    return await organization_handler(request)
+    async with scope.connection() as conn:
+        await sites.set_week_start(conn, scope.org_id, WEEKDAYS.index(value) + 1)
+        return web.json_response(await _organization(conn, scope.org_id))
 
 
-async def list_sites_handler(request: web.Request) -> web.Response:
+async def _organization(conn: Conn, org_id: str) -> dict[str, Any]:
+    cur = await conn.execute("SELECT id, name, week_start FROM organizations WHERE id = %s", (org_id,))
+    row = await cur.fetchone()
+    if row is None:
+        raise NotFound("this key's organization no longer exists")
+    return {"id": row[0], "name": row[1], "week_start": WEEKDAYS[row[2] - 1]}
+
+
+@keyed(*READERS, query=LIST_SITES_QUERY)
+async def list_sites_handler(request: web.Request, scope: KeyScope) -> web.Response:
     """`GET /v1/sites[?tag=a,b][&limit=&cursor=]`."""
-    state = request.app[STATE]
-    principal = await authenticate(request, state.pool, *READERS)
-    limit, after = page_params(request.query, str)
     tags = tuple(t.strip() for v in request.query.getall("tag", []) for t in v.split(",") if t.strip())
-    async with tenant_connection(state.pool, principal.org_id) as conn:
-        found = await sites.list_sites(conn, principal.org_id, after=after or "", limit=limit, tags=tags)
+    async with scope.connection() as conn:
+        limit, after = page_params(request.query, str)
+        found = await sites.list_sites(conn, scope.org_id, after=after or "", limit=limit, tags=tags)
     return web.json_response({
         "sites": [s.as_json() for s in found],
         "next_cursor": next_cursor(found, limit, found[-1].id if found else None),
     })
 
 
-async def site_handler(request: web.Request) -> web.Response:
+@keyed(*READERS)
+async def site_handler(request: web.Request, scope: KeyScope) -> web.Response:
     """`GET /v1/sites/{site}`."""
-    state = request.app[STATE]
-    principal = await authenticate(request, state.pool, *READERS)
-    async with tenant_connection(state.pool, principal.org_id) as conn:
-        record = await _site(conn, principal.org_id, request.match_info["site"])
+    async with scope.connection() as conn:
+        record = await _site(conn, scope.org_id, request.match_info["site"])
     return web.json_response(record.as_json())
 
 
-async def sensors_handler(request: web.Request) -> web.Response:
+@keyed(*READERS, query=PAGE)
+async def sensors_handler(request: web.Request, scope: KeyScope) -> web.Response:
     """`GET /v1/sites/{site}/sensors`."""
-    state = request.app[STATE]
-    principal = await authenticate(request, state.pool, *READERS)
-    limit, after = page_params(request.query, str)
-    async with tenant_connection(state.pool, principal.org_id) as conn:
-        record = await _site(conn, principal.org_id, request.match_info["site"])
-        found = await sites.list_sensors(conn, principal.org_id, record.id, after=after or "", limit=limit)
+    async with scope.connection() as conn:
+        limit, after = page_params(request.query, str)
+        record = await _site(conn, scope.org_id, request.match_info["site"])
+        found = await sites.list_sensors(conn, scope.org_id, record.id, after=after or "", limit=limit)
     return web.json_response({
         "sensors": [sensor_json(s, record.expected_sensors) for s in found],
         "expected_sensors": record.expected_sensors,
@@ -113,13 +126,12 @@ async def sensors_handler(request: web.Request) -> web.Response:
     })
 
 
-async def outages_handler(request: web.Request) -> web.Response:
+@keyed(*READERS, query=OUTAGES_QUERY)
+async def outages_handler(request: web.Request, scope: KeyScope) -> web.Response:
     """`GET /v1/sites/{site}/outages[?from=&to=]`: newest first."""
-    state = request.app[STATE]
-    principal = await authenticate(request, state.pool, *READERS)
-    limit, after = page_params(request.query, int)
-    async with tenant_connection(state.pool, principal.org_id) as conn:
-        record = await _site(conn, principal.org_id, request.match_info["site"])
+    async with scope.connection() as conn:
+        limit, after = page_params(request.query, int)
+        record = await _site(conn, scope.org_id, request.match_info["site"])
         zone = record.info().zone
         bounds: dict[str, datetime | None] = {"from": None, "to": None}
         for name in bounds:
@@ -134,7 +146,7 @@ async def outages_handler(request: web.Request) -> web.Response:
             "AND (%(to)s::timestamptz IS NULL OR starts_at < %(to)s) "
             "AND (%(from)s::timestamptz IS NULL OR ends_at IS NULL OR ends_at >= %(from)s) "
             "ORDER BY id DESC LIMIT %(limit)s",
-            {"org": principal.org_id, "site": record.id, "after": after, "limit": limit, **bounds},
+            {"org": scope.org_id, "site": record.id, "after": after, "limit": limit, **bounds},
         )
         rows = await cur.fetchall()
     outages = [
@@ -148,21 +160,21 @@ async def outages_handler(request: web.Request) -> web.Response:
     return web.json_response({"outages": outages, "next_cursor": cursor})
 
 
-async def create_site_handler(request: web.Request) -> web.Response:
+@keyed(ADMIN)
+async def create_site_handler(request: web.Request, scope: KeyScope) -> web.Response:
     """`POST /v1/admin/sites` with `{"id", "timezone", "name"?, ...settings}`: 201 with the site."""
-    state = request.app[STATE]
-    principal = await authenticate(request, state.pool, "fleet_admin")
+    await scope.principal()
     body = await json_object(request)
     site_id, timezone = body.pop("id", None), body.get("timezone")
     if not isinstance(site_id, str) or not isinstance(timezone, str):
         raise BadRequest("send at least {\"id\": \"paris-01\", \"timezone\": \"Europe/Paris\"}", code="bad_settings")
-    async with tenant_connection(state.pool, principal.org_id) as conn:
-        if await sites.get_site(conn, principal.org_id, site_id) is not None:
+    async with scope.connection() as conn:
+        if await sites.get_site(conn, scope.org_id, site_id) is not None:
             raise Conflict(f"this organization already has a site {site_id!r}", code="site_exists")
         try:
             sites.check_changes(body)
-            await admin.create_site(conn, principal.org_id, site_id, timezone, body.get("name"))
-            record = await sites.update_site(conn, principal.org_id, site_id, body)
+            await admin.create_site(conn, scope.org_id, site_id, timezone, body.get("name"))
+            record = await sites.update_site(conn, scope.org_id, site_id, body)
         except SettingsError as exc:
             raise BadRequest("; ".join(exc.problems), code="bad_settings") from None
         except AdminError as exc:
@@ -170,15 +182,15 @@ async def create_site_handler(request: web.Request) -> web.Response:
     return web.json_response(record.as_json(), status=201)
 
 
-async def update_site_handler(request: web.Request) -> web.Response:
+@keyed(ADMIN)
+async def update_site_handler(request: web.Request, scope: KeyScope) -> web.Response:
     """`PATCH /v1/admin/sites/{site}` with the settings to change."""
-    state = request.app[STATE]
-    principal = await authenticate(request, state.pool, "fleet_admin")
+    await scope.principal()
     body = await json_object(request)
-    async with tenant_connection(state.pool, principal.org_id) as conn:
-        record = await _site(conn, principal.org_id, request.match_info["site"])
+    async with scope.connection() as conn:
+        record = await _site(conn, scope.org_id, request.match_info["site"])
         try:
-            record = await sites.update_site(conn, principal.org_id, record.id, body)
+            record = await sites.update_site(conn, scope.org_id, record.id, body)
         except SettingsError as exc:
             raise BadRequest("; ".join(exc.problems), code="bad_settings") from None
         except sites.TimezoneLocked as exc:
@@ -188,10 +200,10 @@ async def update_site_handler(request: web.Request) -> web.Response:
     return web.json_response(record.as_json())
 
 
-async def update_sensor_handler(request: web.Request) -> web.Response:
+@keyed(ADMIN)
+async def update_sensor_handler(request: web.Request, scope: KeyScope) -> web.Response:
     """`PATCH /v1/admin/sites/{site}/sensors/{sensor}` with `{"retired_at": "now" | ISO datetime | null}`."""
-    state = request.app[STATE]
-    principal = await authenticate(request, state.pool, "fleet_admin")
+    await scope.principal()
     body = await json_object(request)
     if set(body) != {"retired_at"}:
         raise BadRequest("send {\"retired_at\": \"now\"}, an ISO datetime with offset, or null", code="bad_settings")
@@ -201,26 +213,23 @@ async def update_sensor_handler(request: web.Request) -> web.Response:
         at = None
     elif value == "now":
         at = datetime.now(UTC)
+    elif isinstance(value, str) and matches(DATETIME_PATTERN, value):
+        at = datetime.fromisoformat(value)
     else:
+        raise BadRequest(
+            f"retired_at must be \"now\", an ISO datetime with offset (years 1970-2099) or null, got {shown(value)}",
+            code="bad_settings",
+        )
+    async with scope.connection() as conn:
+        record = await _site(conn, scope.org_id, request.match_info["site"])
         try:
-            at = datetime.fromisoformat(value) if isinstance(value, str) else None
-            if at is not None:
-                check_year(at, value)
-        except ValueError:
-            at = None
-        if at is None or at.tzinfo is None:
-            raise BadRequest(f"retired_at must be \"now\", an ISO datetime with offset (years {MIN_YEAR}-{MAX_YEAR}) "
-                             f"or null, got {shown(value)}", code="bad_settings")
-    async with tenant_connection(state.pool, principal.org_id) as conn:
-        record = await _site(conn, principal.org_id, request.match_info["site"])
-        try:
-            sensor = await sites.retire_sensor(conn, principal.org_id, record.id, request.match_info["sensor"], at)
+            sensor = await sites.retire_sensor(conn, scope.org_id, record.id, request.match_info["sensor"], at)
         except AdminError as exc:
             raise NotFound(str(exc)) from None
     return web.json_response(sensor_json(sensor, record.expected_sensors))
 
 
-async def _site(conn: Any, org_id: str, site_id: str) -> sites.SiteRecord:
+async def _site(conn: Conn, org_id: str, site_id: str) -> sites.SiteRecord:
     record = await sites.get_site(conn, org_id, site_id)
     if record is None:
         raise NotFound(f"no site {site_id!r} in this key's organization")

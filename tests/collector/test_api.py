@@ -10,6 +10,7 @@ import pytest
 from footfall.collector.state import STATE
 
 from tests.collector.conftest import eventually
+from tests.collector.test_openapi import _routes
 from tests.fixtures.collector import CollectorFactory, RunningCollector, count_record, transaction_record
 
 DAY = datetime(2026, 6, 10, tzinfo=UTC)
@@ -35,7 +36,8 @@ BAD = [
     ({"from": "2026-06-10", "to": "2026-06-11", "format": "xml"}, "bad_format"),
     ({"from": "2026-13-01", "to": "2026-06-11"}, "bad_date"),
     ({"from": "soon", "to": "2026-06-11"}, "bad_date"),
-    ({"to": "2026-06-11"}, "bad_range"),
+    ({"to": "2026-06-11"}, "missing_parameter"),
+    ({"from": "", "to": "2026-06-11"}, "bad_date"),
     ({"from": "2026-06-11", "to": "2026-06-10"}, "bad_range"),
     ({"from": "2020-01-01", "to": "2026-06-10"}, "range_too_large"),
     ({"from": "2026-06-01", "to": "2026-06-20", "granularity": "15m"}, "range_too_large"),
@@ -82,10 +84,10 @@ async def test_csv_by_parameter_and_by_accept_header(collector: RunningCollector
         assert response.headers["Content-Type"].startswith("text/csv")
     assert by_param.body == by_accept
     assert by_accept.splitlines() == [
-        "start,end,entries,revenue_EUR,conversion,completeness,gap,complete",
-        # The sensor's first reading was at 02:00 local: expected from then on.
-        "2026-06-10T00:00:00+02:00,2026-06-11T00:00:00+02:00,176,1250,0.005682,1.0,false,true",
-        "2026-06-11T00:00:00+02:00,2026-06-12T00:00:00+02:00,16,0,0.0,0.083333,false,false",
+        "start,end,entries,currency,revenue,conversion,completeness,gap,complete",
+        # The sensor's first reading was at 02:00 local: expected from then on. Revenue in euros, not cents.
+        "2026-06-10T00:00:00+02:00,2026-06-11T00:00:00+02:00,176,EUR,12.50,0.005682,1.0,false,true",
+        "2026-06-11T00:00:00+02:00,2026-06-12T00:00:00+02:00,16,EUR,0.00,0.0,0.083333,false,false",
     ]
     async with collector.session.get(collector.url + "/v1/sites/shop/metrics", params=params,
                                      headers={"Authorization": f"Bearer {key}", "Accept": "image/png"}) as response:
@@ -94,6 +96,79 @@ async def test_csv_by_parameter_and_by_accept_header(collector: RunningCollector
                                    params={**params, "format": "csv", "compare": "previous"})
     lines = compared.body.splitlines()
     assert lines[0].startswith("period,start,end") and lines[1].startswith("current,") and lines[3].startswith("comp")
+
+
+async def test_an_unknown_query_parameter_is_a_400_naming_the_nearest_known_one(collector: RunningCollector) -> None:
+    """`sites=` (for `site`) once answered the whole organization's totals; now every gated route refuses a name it
+    does not declare, before anything else, and says which it meant."""
+    _, key, _ = await shop(collector)
+    span = {"from": "2026-06-10", "to": "2026-06-11"}
+    typo = await collector.get("/v1/metrics", key=key, params={**span, "sites": "lyon-02"})
+    assert (typo.status, typo.body["error"]) == (400, "unknown_parameter"), typo.body
+    assert "`sites` (did you mean `site`?)" in typo.body["message"]
+    frm = await collector.get("/v1/sites/shop/metrics", key=key, params={"frm": "2026-06-10", "to": "2026-06-11"})
+    assert (frm.status, frm.body["error"]) == (400, "unknown_parameter")
+    assert "`frm` (did you mean `from`?)" in frm.body["message"]
+    twice = await collector.get("/v1/sites/shop/metrics", key=key, params=[("from", "2026-06-10"),
+                                                                          ("from", "2026-06-09"), ("to", "2026-06-11")])
+    assert (twice.status, "given 2 times" in twice.body["message"]) == (400, True)
+    empty = await collector.get("/v1/admin/agents", key=await collector.create_api_key(
+        (await collector.rows("SELECT org_id FROM sites"))[0][0], "fleet_admin"), params={"sort": ""})
+    assert (empty.status, empty.body["error"]) == (400, "bad_parameter")
+    for method, path in _routes():
+        if path in ("/v1/ingest", "/v1/agents/enroll", "/v1/openapi.json", "/v1/health", "/metrics", "/healthz",
+                    "/readyz"):
+            continue
+        concrete = path.format(site="shop", agent="agt_00000000", id="1", version="1", sensor="door")
+        async with collector.session.request(method, collector.url + concrete, params={"stale_after": "1h"},
+                                             headers={"Authorization": f"Bearer {key}"}) as response:
+            body = await response.json()
+        assert (response.status, body["error"]) == (400, "unknown_parameter"), (method, path, body)
+        assert "`stale_after`" in body["message"]
+
+
+async def test_csv_columns_follow_the_request_not_the_data_and_money_is_in_major_units(
+    collector: RunningCollector,
+) -> None:
+    org = await collector.create_org()
+    agents = {}
+    for site in ("no-pos", "eur", "jpy", "kwd"):
+        await collector.create_site(org, site, timezone="Europe/Paris")
+        agents[site] = await collector.enroll(token=await collector.create_token(site, org))
+        batch: list[Any] = [count_record(1, DAY + timedelta(hours=8), entries=4)]
+        if site != "no-pos":
+            amount = {"eur": 6167, "jpy": 6167, "kwd": 6167}[site]
+            batch.append(transaction_record(2, DAY + timedelta(hours=9), amount_minor=amount,
+                                            currency=site.upper()))
+        assert (await collector.upload(agents[site], batch)).status == 200
+    key = await collector.create_api_key(org)
+    span = {"from": "2026-06-10", "to": "2026-06-11", "format": "csv"}
+
+    async def rows(path: str, **params: str) -> list[dict[str, str]]:
+        answer = await collector.get(path, key=key, params={**span, **params})
+        assert answer.status == 200, answer.body
+        lines = answer.body.splitlines()
+        return [dict(zip(lines[0].split(","), line.split(","), strict=True)) for line in lines[1:]]
+
+    header = ["start", "end", "entries", "exits", "visitors", "occupancy", "transactions", "currency", "revenue",
+              "conversion", "atv", "sales_per_visitor", "items_per_transaction", "completeness", "gap", "complete"]
+    without = await rows("/v1/sites/no-pos/metrics")
+    assert list(without[0]) == header
+    assert (without[0]["currency"], without[0]["revenue"], without[0]["atv"]) == ("", "", "")
+    assert list((await rows("/v1/sites/eur/metrics"))[0]) == header, "the columns do not come and go with the data"
+    for site, revenue in (("eur", "61.67"), ("jpy", "6167"), ("kwd", "6.167")):
+        (row,) = await rows(f"/v1/sites/{site}/metrics")
+        assert (row["currency"], row["revenue"], row["atv"]) == (site.upper(), revenue, revenue), row
+    assert (await rows("/v1/sites/eur/metrics", currency="JPY"))[0]["revenue"] == "0"
+    group = await collector.get("/v1/metrics", key=key, params={**span, "site": "eur,jpy"})
+    assert (group.status, group.body["error"]) == (400, "currency_required"), group.body
+    assert "currency=EUR or currency=JPY" in group.body["message"]
+    (row,) = await rows("/v1/metrics", site="eur,jpy", currency="JPY")
+    assert (row["currency"], row["revenue"], row["entries"]) == ("JPY", "6167", "8")
+    counts_only = await rows("/v1/metrics", site="eur,jpy", metrics="entries")
+    assert list(counts_only[0]) == ["start", "end", "fold", "entries", "completeness", "gap", "complete"]
+    json_answer = await collector.get("/v1/metrics", key=key, params={**span, "site": "eur,jpy", "format": "json"})
+    assert json_answer.body["totals"]["revenue"] == {"EUR": 6167, "JPY": 6167}, "JSON keeps minor units"
 
 
 async def test_etag_and_cache_control(collector: RunningCollector) -> None:

@@ -234,8 +234,9 @@ async def test_numbers_in_paths_and_queries_are_ascii_digits_of_bounded_length(
     for text in ("%C2%B2", "%D9%A1", "1" * 5000):
         refused(await send(collector, "POST", f"/v1/admin/tokens/{text}/revoke", key=key), 400, "id")
         refused(await send(collector, "GET", f"/v1/admin/configs/{text}", key=key), 400, "version")
-        answer = await send(collector, "GET", f"/v1/agents/config/{text}", agent=fleet.agent)
-        refused(answer, 400, "version")
+    # The signed route checks the signature first: only a path that reads back as signed gets to its version.
+    answer = await send(collector, "GET", f"/v1/agents/config/{'1' * 5000}", agent=fleet.agent)
+    refused(answer, 400, "version")
 
 
 async def test_a_trailing_newline_fails_every_validating_pattern(collector: RunningCollector, fleet: Fleet) -> None:
@@ -267,7 +268,7 @@ async def test_dates_at_the_ends_of_the_calendar_are_400(collector: RunningColle
     for moment in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"):
         patch = json.dumps({"retired_at": moment}).encode()
         answer = await send(collector, "PATCH", f"/v1/admin/sites/{agent.site}/sensors/door", patch, key=admin_key)
-        refused(answer, 400, "retired_at", "1000-9000")
+        refused(answer, 400, "retired_at", "1970-2099")
     assert await collector.value("SELECT retired_at FROM site_sensors") is None
     for bounds in ({"from": "0001-01-01"}, {"to": "9999-12-31T23:00:00-05:00"}, {"from": "0001-01-01T00:00:00+09:00"}):
         answer = await collector.get(f"/v1/sites/{agent.site}/outages", key=key, params=bounds)

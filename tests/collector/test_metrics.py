@@ -177,7 +177,7 @@ BAD_QUERIES = [
     ({"from": "yesterday", "to": "2026-06-11"}, "bad_date"),
     ({"from": "2026-02-30", "to": "2026-03-02"}, "bad_date"),
     ({"from": "2026-06-10T00:00:00", "to": "2026-06-11"}, "bad_date"),
-    ({"to": "2026-06-11"}, "bad_range"),
+    ({"to": "2026-06-11"}, "missing_parameter"),
     ({"from": "2026-06-11", "to": "2026-06-10"}, "bad_range"),
     ({"from": "2026-06-10", "to": "2026-06-10"}, "bad_range"),
     ({"from": "2024-01-01", "to": "2026-06-10"}, "range_too_large"),
