@@ -26,6 +26,8 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from footfall.protocol.records import name_problem
+
 from footfall.units import parse_duration, parse_size
 
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -574,8 +576,9 @@ def _str(_: TableReader, value: Any, __: Mapping[str, Any], ___: Any) -> str:
 
 def _name(r: TableReader, value: Any, rules: Mapping[str, Any], hint: Any) -> str:
     text = _str(r, value, rules, hint)
-    if not text or len(text) > 128 or not text.isprintable():
-        raise ValueError(f"must be 1-128 printable characters, got {value!r}")
+    problem = name_problem(text)  # a source's name is its records' sensor name: the protocol's rule
+    if problem is not None:
+        raise ValueError(f"{problem}, got {value!r}")
     return text
 
 

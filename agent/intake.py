@@ -14,6 +14,14 @@ readings carry the agent's time (`[time] source = "agent"`) that stamp *is* the 
 time: cumulative readings also get its monotonic time and boot id, and the records go
 through `Txn.stamped`, which holds them while the clock is not trusted. Device-timed
 readings keep the device's times whatever the agent's clock says.
+
+A reading the collector would always refuse is refused here, before anything is written, so
+the device hears it (400 over HTTP) instead of the reading sitting on the gateway as "refused
+by the collector": decoding checks each record with the protocol's `validate`, and the intake
+adds what decoding cannot know: a device's time more than a day ahead of the agent's clock
+(only while that clock is trusted), and the times of cumulative readings (whose records the
+counter arithmetic makes later, from two of them). A running total itself is not bounded: a
+32-bit counter wraps near 4.3 billion, and only the people between two totals are a record.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from footfall.agent.decode.readings import CumulativeCount, Reading
 from footfall.agent.decode.signature import verify
 from footfall.agent.sources.base import Frame, SourceHealth
 from footfall.agent.sources.supervise import RateLimitedLog
+from footfall.protocol.records import Count, Occupancy, Transaction, time_problem
 
 from footfall.logs import event
 
@@ -160,6 +169,8 @@ class SourceIntake:
         now_ms = stamp.wall_ms
         try:
             extraction = self.decode_frame(frame, stamp)
+            if not self.agent_time:
+                refuse_out_of_bounds(extraction.readings, stamp.wall_ms if stamp.trusted else None)
         except DecodeError as exc:
             self.health.failed(now_ms, "decoding", str(exc))
             self._rejected_log(
@@ -215,6 +226,32 @@ class SourceIntake:
             duplicates=result.duplicates,
         )
         return result
+
+
+def refuse_out_of_bounds(readings: list[Reading], now_ms: int | None) -> None:
+    """DecodeError naming the first device-timed reading whose time the collector would refuse (`now_ms`: trusted)."""
+    for reading in readings:
+        problem = reading_problem(reading, now_ms)
+        if problem is not None:
+            raise DecodeError(f"{_describe(reading)}: {problem}")
+
+
+def reading_problem(reading: Reading, now_ms: int | None) -> str | None:
+    """What the protocol's bounds refuse in a reading's times, or None."""
+    times = (reading.start_ms, reading.end_ms) if isinstance(reading, Count) else (reading.at_ms,)
+    for ms in times:
+        problem = time_problem(ms, now_ms)
+        if problem is not None:
+            return f"its time {problem}"
+    return None
+
+
+def _describe(reading: Reading) -> str:
+    if isinstance(reading, Transaction):
+        return f"transaction {reading.txn_id!r}"
+    if isinstance(reading, Occupancy):
+        return f"the occupancy of zone {reading.zone!r}"
+    return f"the count of line {reading.line!r}"
 
 
 def with_source_options(profile: Profile, extractor: Extractor, source: SourceConfig) -> Profile:

@@ -32,6 +32,7 @@ from footfall.collector.errors import MigrationError
 from footfall.collector.migrate import migrate
 from footfall.collector.settings import CollectorSettings
 from footfall.collector.store import Store
+from footfall.protocol.signing import generate_key, public_bytes
 
 from .common import Report, machine, measure
 
@@ -123,11 +124,13 @@ async def _prepare(cluster: EmbeddedPostgres, args: argparse.Namespace, report: 
         await admin.create_organization(conn, "Bench Retail", ORG)
         for i in range(args.sites):
             await admin.create_site(conn, ORG, site_id(i), _zone(i))
+        # Real public keys: the collector verifies nothing against a weak one (the all-zero key, say).
+        keys = [public_bytes(generate_key()) for _ in range(args.sites)]
         await conn.execute(
             "INSERT INTO agents (id, org_id, site_id, public_key) "
-            "SELECT 'agt_bench' || lpad(i::text, 8, '0'), %s, 's' || lpad(i::text, 4, '0'), "
-            "decode(lpad(to_hex(i), 64, '0'), 'hex') FROM generate_series(0, %s - 1) AS i",
-            (ORG, args.sites),
+            "SELECT 'agt_bench' || lpad((n - 1)::text, 8, '0'), %s, 's' || lpad((n - 1)::text, 4, '0'), k "
+            "FROM unnest(%s::bytea[]) WITH ORDINALITY AS u(k, n)",
+            (ORG, keys),
         )
         await Store().ensure_ahead(conn, datetime(args.year, 1, 1, tzinfo=UTC), months=13)
         rows = await _copy_counts(conn, args)

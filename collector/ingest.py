@@ -3,13 +3,19 @@
 The checks run cheapest and least trusting first, and nothing touches the data tables until
 all have passed (protocol/SPEC.md §6):
 
-1. content type (415) and body size, read with a limit (413);
+1. content type (415);
 2. the signing headers name an enrolled, active agent (401 `missing_signature`,
    `unknown_agent`, `revoked_agent`);
 3. the request timestamp is inside the window (401 `timestamp_out_of_window`);
-4. the Ed25519 signature verifies over the exact body (401 `bad_signature`);
-5. the body decodes to a valid batch (400 `malformed_batch`, 413 `batch_too_large`), its record
-   values are within bounds (400), and the envelope's agent is the signer (400 `agent_mismatch`).
+4. only now the body, read with a limit (413): a request nobody signed costs its headers;
+5. the Ed25519 signature verifies over the exact body (401 `bad_signature`);
+6. the body decodes to a valid batch whose records keep the protocol's bounds, times included
+   (`records.validate` with our clock: 400 `malformed_batch`, 413 `batch_too_large`), and the
+   envelope's agent is the signer (400 `agent_mismatch`).
+
+Hashing, verifying and decoding run in a worker thread (`asyncio.to_thread`): the decoder is
+bounded (protocol/envelope.py), but a legitimate 20,000-record batch is still a few hundred
+milliseconds of work, and no upload may hold the event loop, and `/healthz` with it, that long.
 
 Then ONE transaction: the agent's row `FOR UPDATE` (so concurrent uploads of one agent, on
 any number of collector processes, queue here), the records above its seq high-water mark,
@@ -23,6 +29,11 @@ corrected by the agent and would hide it), how many fresh records arrived re-sta
 suspect (each record's `clock`), and a clock state: `skewed` beyond `CLOCK_SKEW_LIMIT_S`, else
 `suspect` or `restamped` when the batch carried such records, else `ok`.
 
+A batch may name at most MAX_NEW_SENSORS sensors and terminals this agent never sent before
+(400 `too_many_sensors`, checked in the transaction): each becomes a row of the site's expected
+sensors, and thousands of them would slow every query of that site. The agent's answer to a
+400, halving the batch, gets a legitimate first upload of a large site through in a few steps.
+
 Public keys of active agents are cached for a few seconds so most uploads verify without a
 query; the transaction re-reads the agent row, so a revocation bites on the very next upload,
 and a key that no longer matches (rotated) is looked up again rather than trusted.
@@ -30,11 +41,11 @@ and a key that no longer matches (rotated) is looked up again rather than truste
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -42,8 +53,8 @@ import psycopg
 from aiohttp import web
 from footfall.protocol.envelope import CONTENT_TYPE, Batch, decode_body
 from footfall.protocol.errors import AuthError, BadSignature, BatchTooLarge, MalformedBatch, ProtocolError
-from footfall.protocol.records import Count, Occupancy, Record, SensorEvent, Transaction
-from footfall.protocol.signing import check_timestamp, read_headers, verify_request
+from footfall.protocol.records import Record, SensorEvent, Transaction
+from footfall.protocol.signing import SignedHeaders, check_timestamp, read_headers, verify_request
 from psycopg_pool import AsyncConnectionPool
 
 from footfall.logs import event
@@ -54,15 +65,8 @@ from .store import AgentContext, Store
 
 log = logging.getLogger("footfall.collector.ingest")
 
-# Record times outside these bounds are refused: they are a broken clock, not data, and each
-# would otherwise create a partition for its month. Old backlogs are fine.
-EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
-LATEST = datetime(2100, 1, 1, tzinfo=UTC)
-_EARLIEST_MS = int(EARLIEST.timestamp() * 1000)
-_LATEST_MS = int(LATEST.timestamp() * 1000)
-# Bounds on values far beyond any real store, so that sums in the rollups never overflow bigint.
-MAX_PEOPLE = 10**9
-MAX_AMOUNT_MINOR = 10**12
+# Sensors and terminals one batch may introduce (see the module docstring).
+MAX_NEW_SENSORS = 100
 _RETRIES = 3
 # An agent clock further than this from ours is shown as `skewed` (agents hold readings they time meanwhile).
 CLOCK_SKEW_LIMIT_S = 30.0
@@ -144,8 +148,14 @@ class Ingest:
         max_body: int,
         key_ttl: float = 10.0,
         clock: Callable[[], float] = time.time,
+        decode: Callable[[bytes, int], Batch] | None = None,
     ) -> None:
-        """`window_s` is the accepted signing-time skew, `max_body` the body limit, `clock` the wall clock."""
+        """`window_s` is the accepted signing-time skew, `max_body` the body limit, `clock` the wall clock.
+
+        `decode(body, now_ms)` turns a verified body into a batch (in a worker thread); by default
+        `envelope.decode_body`.
+        """
+        self.decode = decode or _decode
         self.pool = pool
         self.store = store
         self.window_s = window_s
@@ -173,22 +183,15 @@ class Ingest:
     async def _ingest(self, request: web.Request) -> tuple[IngestResult, str]:
         if request.content_type != CONTENT_TYPE:
             raise UnsupportedMediaType(f"Content-Type must be {CONTENT_TYPE}, got {request.content_type!r}")
-        body = await self._read_body(request)
+        # Who is asking, before a byte of the body is read: an unsigned request, an unknown or
+        # revoked agent, or a stale timestamp costs this collector its headers only.
         signed = read_headers(request.headers)
         key, cached = await self._public_key(signed.agent)
         now = self._clock()
         check_timestamp(signed.timestamp, now, int(self.window_s))
-        try:
-            verify_request(key, request.method, request.path, signed, body)
-        except BadSignature:
-            if not cached:
-                raise
-            # The cached key may be one the agent has since rotated away from: ask the database once.
-            self.keys.drop(signed.agent)
-            key, _ = await self._public_key(signed.agent)
-            verify_request(key, request.method, request.path, signed, body)
-        batch = decode_body(body)
-        check_bounds(batch)
+        body = await self._read_body(request)
+        key = await self._verify(request, signed, key, cached, body)
+        batch = await asyncio.to_thread(self.decode, body, int(now * 1000))
         if batch.agent != signed.agent:
             raise MalformedBatch(
                 f"the batch says it is from {batch.agent!r} but the request is signed by {signed.agent!r}",
@@ -197,6 +200,21 @@ class Ingest:
         # The agent's own clock, as it stamped the signed batch: its request timestamp may already be
         # corrected by the offset it learnt from us (SPEC.md §4), which would hide the skew.
         return await self.commit(batch, key, skew_s=batch.sent_at_ms / 1000 - now), signed.agent
+
+    async def _verify(
+        self, request: web.Request, signed: SignedHeaders, key: bytes, cached: bool, body: bytes
+    ) -> bytes:
+        """The key the body's signature verifies with (hashing 8 MiB is work: in a thread); BadSignature otherwise."""
+        try:
+            await asyncio.to_thread(verify_request, key, request.method, request.path, signed, body)
+        except BadSignature:
+            if not cached:
+                raise
+            # The cached key may be one the agent has since rotated away from: ask the database once.
+            self.keys.drop(signed.agent)
+            key, _ = await self._public_key(signed.agent)
+            await asyncio.to_thread(verify_request, key, request.method, request.path, signed, body)
+        return key
 
     async def _read_body(self, request: web.Request) -> bytes:
         body = await read_limited(request, self.max_body)
@@ -265,6 +283,7 @@ class Ingest:
                     raise BadSignature("the agent's key changed while this batch was verified; send it again")
                 fresh = [r for r in batch.records if r.seq > hw_seq]
                 if fresh:
+                    await _check_new_sensors(conn, batch.agent, fresh)
                     ctx = AgentContext(batch.agent, org_id, site_id, ZoneInfo(timezone), day_reset)
                     await self.store.write(conn, ctx, fresh)
                 acked = max(hw_seq, batch.seq_last)
@@ -298,28 +317,37 @@ def clock_state(records: Sequence[Record], skew_s: float) -> str:
     return "restamped" if restamped else "ok"
 
 
-def check_bounds(batch: Batch) -> None:
-    """Refuse record values that no real store produces (see EARLIEST, MAX_PEOPLE, ...); raises MalformedBatch."""
-    for record in batch.records:
-        _check_record(record)
+def _decode(body: bytes, now_ms: int) -> Batch:
+    return decode_body(body, now_ms=now_ms)
 
 
-def _check_record(record: Record) -> None:
-    times = (record.start_ms, record.end_ms) if isinstance(record, Count) else (record.at_ms,)
-    for ms in times:
-        if not _EARLIEST_MS <= ms < _LATEST_MS:
-            raise MalformedBatch(
-                f"{record.TYPE} record seq {record.seq} has time {ms} ms, outside {EARLIEST:%Y}-{LATEST:%Y}: "
-                "the device or agent clock is wrong"
-            )
-    if isinstance(record, Count) and max(record.entries, record.exits) > MAX_PEOPLE:
-        raise MalformedBatch(f"count record seq {record.seq} has more than {MAX_PEOPLE} people in one period")
-    if isinstance(record, Occupancy) and record.value > MAX_PEOPLE:
-        raise MalformedBatch(f"occupancy record seq {record.seq} has more than {MAX_PEOPLE} people")
-    if isinstance(record, Transaction):
-        if record.amount_minor > MAX_AMOUNT_MINOR:
-            raise MalformedBatch(
-                f"transaction record seq {record.seq} has an amount over {MAX_AMOUNT_MINOR} minor units"
-            )
-        if record.items > MAX_PEOPLE:
-            raise MalformedBatch(f"transaction record seq {record.seq} has more than {MAX_PEOPLE} items")
+def sensor_names(records: Sequence[Record]) -> set[tuple[str, str]]:
+    """The (kind, name) of every sensor and terminal `records` name, as the sensors table keys them."""
+    names: set[tuple[str, str]] = set()
+    for record in records:
+        if isinstance(record, Transaction):
+            names.add(("terminal", record.terminal))
+        elif not (isinstance(record, SensorEvent) and record.sensor == "agent"):
+            names.add(("sensor", record.sensor))
+    return names
+
+
+async def _check_new_sensors(conn: psycopg.AsyncConnection[Any], agent: str, records: Sequence[Record]) -> None:
+    """Refuse a batch naming more than MAX_NEW_SENSORS sensors this agent never sent (400 `too_many_sensors`)."""
+    names = sensor_names(records)
+    if len(names) <= MAX_NEW_SENSORS:
+        return
+    kinds, values = [k for k, _ in names], [n for _, n in names]
+    cur = await conn.execute(
+        "SELECT count(*) FROM sensors s JOIN unnest(%s::text[], %s::text[]) AS u(kind, name) "
+        "ON s.kind = u.kind AND s.name = u.name WHERE s.agent_id = %s",
+        (kinds, values, agent),
+    )
+    row = await cur.fetchone()
+    new = len(names) - (row[0] if row else 0)
+    if new > MAX_NEW_SENSORS:
+        raise MalformedBatch(
+            f"the batch names {new} sensors or terminals this collector has not had from this agent; "
+            f"at most {MAX_NEW_SENSORS} new ones per batch: send fewer records per batch",
+            code="too_many_sensors",
+        )

@@ -92,6 +92,8 @@ async def drop_expired(conn: Conn, store: Store, retention: timedelta, now: date
         _log(dropped)
         return dropped
     expired = [p for p in await list_partitions(conn) if p.kind == "raw" and p.end <= before]
+    # Dropping locks each parent exclusively: in the one order every writer takes them (store.py).
+    expired.sort(key=lambda p: (PARTITIONED_TABLES.index(p.table), p.start))
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
         for partition in expired:

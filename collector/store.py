@@ -6,11 +6,17 @@ and the agent's high-water mark commit together or not at all. What it relies on
 - Partitions. The raw tables and the 15-minute rollups are partitioned by month (UTC) of the
   record time. `ensure_ahead` creates this month and the next two at start and hourly;
   `ensure_for` creates, before the batch transaction, any month a batch touches (a backlog
-  from last spring). Creating a partition locks its parent table exclusively, so it happens in
-  its own short transaction, never in the batch's, under an advisory lock so that collectors
+  from last spring; the protocol lets one batch span at most `envelope.MAX_MONTHS` months).
+  Creating a partition locks its parent table exclusively, so it happens in its own short
+  transaction per month, never in the batch's, under an advisory lock so that collectors
   starting together do not race on the catalog, with `CREATE TABLE IF NOT EXISTS`. Known
   partitions are cached in the process. With TimescaleDB the tables are hypertables that make
   their own chunks, and none of this runs.
+- Lock order. Every transaction here takes the partitioned parents in one order,
+  `PARTITIONED_TABLES` (raw tables, then rollups): partition creation as it creates, and the
+  batch transaction by locking them all `ROW EXCLUSIVE` first thing (a batch writes raw rows,
+  then rollups, and its outage bookkeeping reads raw tables again: without the upfront lock its
+  order would depend on the batch's content). Two orders on the same tables deadlock; one cannot.
 - COPY. Raw rows go in by binary COPY, one per table a batch touches: one round trip like a
   multi-row INSERT, and the fastest path for the backlog batches of thousands of records.
 - Rollups. Per-batch sums come from collector/rollups.py and are upserted in one pipelined
@@ -41,14 +47,18 @@ log = logging.getLogger("footfall.collector.store")
 # pg_advisory_xact_lock key for creating partitions: "ff-part" in ASCII.
 PARTITION_LOCK = 0x66662D70617274
 MONTHS_AHEAD = 2
-# The partitioned tables each record type writes to (migrations 0002 and 0003 create them).
+# The partitioned tables each record type writes to (migrations 0002, 0003 and 0006 create them).
 TABLES_BY_TYPE: dict[type[Any], tuple[str, ...]] = {
     Count: ("people_counts", "counts_15m"),
     Occupancy: ("occupancy", "occupancy_15m"),
     Transaction: ("transactions", "sales_15m"),
     SensorEvent: ("sensor_events",),
 }
-PARTITIONED_TABLES: tuple[str, ...] = tuple(t for tables in TABLES_BY_TYPE.values() for t in tables)
+# Every partitioned table, in the one order transactions lock them (see the module docstring):
+# the raw tables in the order `write` copies into them, then the rollups in the order it upserts.
+PARTITIONED_TABLES: tuple[str, ...] = (
+    "people_counts", "occupancy", "transactions", "sensor_events", "counts_15m", "sales_15m", "occupancy_15m",
+)
 
 _COMMON = ("org_id", "site_id", "agent_id", "seq")
 _COMMON_TYPES = ("text", "text", "text", "int8")
@@ -205,10 +215,22 @@ class Store:
 
     async def write(self, conn: Conn, ctx: AgentContext, records: Sequence[Record]) -> None:
         """Insert new `records` (above the agent's high-water mark) and their rollups, in the caller's transaction."""
-        by_type: dict[type[Any], list[Record]] = {}
+        native = await self._native_tables(conn)
+        if native:
+            # The lock order of the module docstring, whatever this batch holds.
+            # `ONLY` before each name: the parents alone, not their hundreds of partitions.
+            await conn.execute(
+                sql.SQL("LOCK TABLE {} IN ROW EXCLUSIVE MODE").format(
+                    sql.SQL(", ").join(sql.SQL("ONLY {}").format(sql.Identifier(t)) for t in PARTITIONED_TABLES
+                                       if t in native)
+                )
+            )
+        by_type: dict[type[Any], list[Record]] = {cls: [] for cls in _RAW}
         for record in records:
-            by_type.setdefault(type(record), []).append(record)
+            by_type[type(record)].append(record)
         for cls, group in by_type.items():
+            if not group:
+                continue
             table, columns, types = _RAW[cls]
             await _copy(conn, table, (*_COMMON, *columns), (*_COMMON_TYPES, *types), (_row(ctx, r) for r in group))
         sums = rollups.compute(records, ctx.zone)
@@ -259,30 +281,36 @@ class Store:
         if not missing:
             return
         native = await self._native_tables(conn)
-        to_make = {partition_name(t, m): (t, m) for t, m in missing if t in native}
+        for month in sorted({m for _, m in missing}):
+            # One short transaction per month: other uploads wait for one month's tables at most.
+            tables = [t for t in PARTITIONED_TABLES if (t, month) in missing and t in native]
+            created = await self._create(conn, month, tables) if tables else []
+            self._known |= {(t, m) for t, m in missing if m == month}
+            for name in created:
+                event(log, "partition_created", partition=name)
+
+    async def _create(self, conn: Conn, month: date, tables: list[str]) -> list[str]:
+        """Create `month`'s partitions of `tables` (in lock order) that do not exist yet; their names."""
+        names = [partition_name(t, month) for t in tables]
         created: list[str] = []
-        if to_make:
-            async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
-                cur = await conn.execute(
-                    "SELECT relname FROM pg_class WHERE relname = ANY(%s) AND pg_table_is_visible(oid)",
-                    (list(to_make),),
-                )
-                existing = {str(name) for (name,) in await cur.fetchall()}
-                for name, (table, month) in sorted(to_make.items()):
-                    if name in existing:
-                        continue
-                    start = datetime(month.year, month.month, 1, tzinfo=UTC)
-                    end = datetime(*add_months(month, 1).timetuple()[:3], tzinfo=UTC)
-                    await conn.execute(
-                        sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})").format(
-                            sql.Identifier(name), sql.Identifier(table), sql.Literal(start), sql.Literal(end)
-                        )
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
+            cur = await conn.execute(
+                "SELECT relname FROM pg_class WHERE relname = ANY(%s) AND pg_table_is_visible(oid)", (names,)
+            )
+            existing = {str(name) for (name,) in await cur.fetchall()}
+            start = datetime(month.year, month.month, 1, tzinfo=UTC)
+            end = datetime(*add_months(month, 1).timetuple()[:3], tzinfo=UTC)
+            for table, name in zip(tables, names, strict=True):
+                if name in existing:
+                    continue
+                await conn.execute(
+                    sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})").format(
+                        sql.Identifier(name), sql.Identifier(table), sql.Literal(start), sql.Literal(end)
                     )
-                    created.append(name)
-        self._known |= missing
-        for name in created:
-            event(log, "partition_created", partition=name)
+                )
+                created.append(name)
+        return created
 
 
 async def _copy(

@@ -20,7 +20,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from .errors import ProtocolError
-from .signing import public_key_b64
+from .signing import public_key_b64, public_key_problem
 from .strict_json import JsonRefused, loads_object
 
 VERSION = 1
@@ -372,8 +372,9 @@ def verify_rotation(agent: str, old_public_key: bytes, rotation: KeyRotation) ->
         proof = base64.b64decode(rotation.proof, validate=True)
     except (binascii.Error, ValueError):
         raise MalformedMessage("new_public_key and proof must be standard base64") from None
-    if len(new_key) != 32:
-        raise MalformedMessage(f"new_public_key must be a raw 32-byte Ed25519 key, got {len(new_key)} bytes")
+    problem = public_key_problem(new_key)
+    if problem is not None:
+        raise MalformedMessage(f"new_public_key {problem}; generate a new Ed25519 key")
     message = rotation_message(agent, base64.b64encode(old_public_key).decode(), rotation.new_public_key)
     try:
         Ed25519PublicKey.from_public_bytes(new_key).verify(proof, message)

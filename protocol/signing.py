@@ -5,6 +5,12 @@ agent id, timestamp and the body's SHA-256); the collector rebuilds it and verif
 with the agent's public key. The private key never leaves the gateway. The timestamp
 window turns away replayed requests; replayed *data* is the job of the seq high-water
 mark (see SPEC.md).
+
+Not every 32 bytes is a public key anyone must be trusted with. A point of small order (the
+identity, for one) verifies a forged signature over *any* message: with the key `01 00…00`,
+the signature `01 00…00 ‖ 00…00` passes. `public_key_problem` refuses those, encodings that
+are not canonical, and bytes that are no point at all; enrollment and key rotation call it,
+and `verify_request` calls it again, so a key stored before this rule never verifies.
 """
 
 from __future__ import annotations
@@ -30,6 +36,12 @@ HEADER_SERVER_TIME = "X-Footfall-Server-Time"
 DEFAULT_WINDOW_S = 300
 # Unix seconds in ASCII digits: at most 12 (a larger number cannot even be compared with a float clock).
 _UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
+PUBLIC_KEY_BYTES = 32
+
+# edwards25519 (RFC 8032 section 5.1): -x^2 + y^2 = 1 + d x^2 y^2 over GF(p).
+_P = 2**255 - 19
+_D = -121665 * pow(121666, _P - 2, _P) % _P
+_SQRT_M1 = pow(2, (_P - 1) // 4, _P)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,13 +100,64 @@ def check_timestamp(timestamp: int, now: float, window_s: int = DEFAULT_WINDOW_S
 
 
 def verify_request(public_key: bytes, method: str, path: str, signed: SignedHeaders, body: bytes) -> None:
-    """Verify a signature with a raw 32-byte public key; raises BadSignature."""
+    """Verify a signature with a raw 32-byte public key; raises BadSignature (also for a weak key)."""
+    problem = public_key_problem(public_key)
+    if problem is not None:
+        raise BadSignature(f"this agent's public key {problem}: no signature is accepted with it; enroll again")
     try:
         signature = base64.b64decode(signed.signature, validate=True)
         key = Ed25519PublicKey.from_public_bytes(public_key)
         key.verify(signature, canonical_string(method, path, signed.agent, signed.timestamp, body))
     except (InvalidSignature, ValueError) as exc:
         raise BadSignature("signature does not verify against this agent's public key") from exc
+
+
+def public_key_problem(key: bytes) -> str | None:
+    """Why raw bytes cannot serve as an agent's Ed25519 public key, or None when they can.
+
+    Refused: a length other than 32; a non-canonical encoding (y >= p, or x = 0 written with
+    its sign bit set); bytes that are no point of the curve; a point of small order (one of
+    the eight whose eightfold is the identity: they verify forged signatures).
+    """
+    if len(key) != PUBLIC_KEY_BYTES:
+        return f"must be a raw {PUBLIC_KEY_BYTES}-byte Ed25519 key, not {len(key)} bytes"
+    encoded = int.from_bytes(key, "little")
+    y, sign = encoded & ((1 << 255) - 1), encoded >> 255
+    if y >= _P:
+        return "is not canonically encoded (its y coordinate is not below 2^255 - 19)"
+    x = _recover_x(y, sign)
+    if x is None:
+        return "is not a point of the Ed25519 curve"
+    if x == 0 and sign:
+        return "is not canonically encoded (x is 0 but its sign bit is set)"
+    point = (x, y, 1)
+    for _ in range(3):
+        point = _double(point)
+    if point[0] == 0 and point[1] == point[2]:
+        return "has small order (it would verify forged signatures)"
+    return None
+
+
+def _recover_x(y: int, sign: int) -> int | None:
+    """The x coordinate with parity `sign` of the point with `y`, or None when there is no such point."""
+    x2 = (y * y - 1) * pow(_D * y * y + 1, -1, _P) % _P
+    if x2 == 0:
+        return 0
+    x = pow(x2, (_P + 3) // 8, _P)
+    if (x * x - x2) % _P:
+        x = x * _SQRT_M1 % _P
+    if (x * x - x2) % _P:
+        return None
+    return _P - x if x & 1 != sign else x
+
+
+def _double(point: tuple[int, int, int]) -> tuple[int, int, int]:
+    """2P in projective coordinates (X:Y:Z), a = -1 (dbl-2008-bbjlp, complete on this curve): no inversion."""
+    x, y, z = point
+    b, c, d = (x + y) ** 2, x * x, y * y
+    f = d - c
+    j = f - 2 * z * z
+    return (b - c - d) * j % _P, f * (-c - d) % _P, f * j % _P
 
 
 def generate_key() -> Ed25519PrivateKey:

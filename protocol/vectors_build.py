@@ -44,6 +44,14 @@ ACCEPT: dict[str, tuple[str, list[Record]]] = {
     ),
 }
 
+def _envelope(records: list[Any]) -> bytes:
+    """A body around `records` (any msgpack values) with a consistent seq range where they have one."""
+    seqs = [r["seq"] for r in records if isinstance(r, dict)] or [1]
+    envelope = {"v": 1, "agent": AGENT, "seq_first": seqs[0], "seq_last": seqs[-1], "sent_at_ms": T0,
+                "records": records}
+    return zlib.compress(msgpack.packb(envelope), COMPRESSION_LEVEL)
+
+
 # Bodies that must be refused, and the error code they must get.
 REJECT: dict[str, tuple[str, str, bytes]] = {
     "not-zlib": ("A body that is not zlib.", "malformed_batch", b"\x00\x01not zlib at all"),
@@ -79,6 +87,28 @@ REJECT: dict[str, tuple[str, str, bytes]] = {
                               "kind": "refund", "amount_minor": -100, "currency": "EUR", "seq": 1}]},
             ),
         ),
+    ),
+    "nul-in-text": (
+        "A receipt whose raw text holds a NUL and an ESC (texts carry no control characters but newline and tab).",
+        "malformed_batch",
+        _envelope([{"type": "transaction", "terminal": "pos-1", "txn_id": "T", "at_ms": T0, "kind": "sale",
+                    "amount_minor": 100, "currency": "EUR", "raw": "\x1b@TOTAL 1.00\n\x00", "seq": 1}]),
+    ),
+    "time-before-2000": (
+        "A count dated 1999-12-31 (record times lie in 2000-2100 UTC).",
+        "malformed_batch",
+        _envelope([to_wire(Count("door-1", "main", 946_684_740_000, 946_684_800_000, 1, 0, seq=1))]),
+    ),
+    "nested-arrays": (
+        "Where a record belongs, an array of empty arrays (records are flat maps of scalars).",
+        "malformed_batch",
+        _envelope([[[] for _ in range(8)]]),
+    ),
+    "too-many-months": (
+        "Records in seven calendar months (a batch spans at most six).",
+        "batch_too_large",
+        _envelope([to_wire(Count("door-1", "main", T0 + i * 31 * 86_400_000, T0 + i * 31 * 86_400_000 + 60_000,
+                                 1, 0, seq=i + 1)) for i in range(7)]),
     ),
 }
 

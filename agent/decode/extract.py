@@ -40,7 +40,17 @@ from footfall.agent.decode.currencies import minor_unit_digits
 from footfall.agent.decode.formats.tree import ABSENT
 from footfall.agent.decode.readings import CumulativeCount, Reading
 from footfall.protocol.errors import MalformedBatch
-from footfall.protocol.records import TRANSACTION_KINDS, Count, Occupancy, Transaction, validate
+from footfall.protocol.records import (
+    MAX_RAW_CHARS,
+    TRANSACTION_KINDS,
+    Count,
+    Occupancy,
+    Transaction,
+    currency_problem,
+    name_problem,
+    text_problem,
+    validate,
+)
 
 if TYPE_CHECKING:
     from footfall.agent.decode.profile import Profile
@@ -97,7 +107,6 @@ READING_FIELDS: Mapping[str, Mapping[str, tuple[str, Any]]] = {
     },
 }
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_NAME_MAX = 128
 # A frame's errors are all reported, up to this many (a 500-item frame with one bad field per item stays readable).
 _ERRORS_SHOWN = 5
 
@@ -366,15 +375,22 @@ def convert_constant(spec: FieldSpec, value: Any) -> Any:
 def _name(_: FieldSpec, raw: Any) -> str:
     if isinstance(raw, int) and not isinstance(raw, bool):
         raw = str(raw)
-    if not isinstance(raw, str) or not raw or len(raw) > _NAME_MAX or not raw.isprintable():
-        raise ValueError(f"must be 1-{_NAME_MAX} printable characters, got {show(raw)}")
-    return raw
+    name = raw if isinstance(raw, str) else ""
+    problem = name_problem(name)
+    if problem is not None:
+        raise ValueError(f"{problem}, got {show(raw)}")
+    return name
 
 
 def _text(_: FieldSpec, raw: Any) -> str:
     if not isinstance(raw, str):
         raise ValueError(f"must be a string, got {show(raw)}")
-    return raw
+    # Line ends as Windows and old Macs write them become newlines; other control characters are refused.
+    text = raw.replace("\r\n", "\n").replace("\r", "\n")
+    problem = text_problem(text, MAX_RAW_CHARS)
+    if problem is not None:
+        raise ValueError(problem)
+    return text
 
 
 def _count(spec: FieldSpec, raw: Any) -> int:
@@ -430,9 +446,12 @@ def _kind(_: FieldSpec, raw: Any) -> str:
 
 
 def _currency(_: FieldSpec, raw: Any) -> str:
-    if not isinstance(raw, str) or not re.fullmatch(r"[A-Za-z]{3}", raw):
-        raise ValueError(f"must be an ISO 4217 code such as EUR, got {show(raw)}")
-    return raw.upper()
+    # Devices write codes in either case; the protocol's are capitals.
+    code = raw.upper() if isinstance(raw, str) and raw.isascii() else ""
+    problem = currency_problem(code)
+    if problem is not None:
+        raise ValueError(f"{problem}, got {show(raw)}")
+    return code
 
 
 FIELD_KINDS: Mapping[str, Callable[[FieldSpec, Any], Any]] = {
@@ -595,7 +614,9 @@ def _reading(
             amount, kind = -amount, "refund"
         reading = Transaction(v["terminal"], v["txn_id"], v["at"], kind, amount, v["currency"], v["items"], v["raw"])
     try:
-        validate(replace(reading, seq=1))
+        # A reading timed by the agent's clock is held and re-stamped while that clock is not
+        # trusted (agent/clock.py): its time is the agent's business, not the device's.
+        validate(replace(reading, seq=1), check_times=profile.time.source != "agent")
     except MalformedBatch as exc:
         message = exc.message.replace("count.end_ms must be after count.start_ms", "end must be after start")
         raise DecodeError(f"{where or 'body'}: {message}") from None

@@ -5,6 +5,8 @@ Ed25519 public key for an agent id. It is one transaction: the token row is lock
 (known, not revoked, not expired, uses left), a use is spent and the agent row written, or
 nothing happens. The same token and key enrolling again get the same agent back (201): an
 agent whose first answer was lost on a flaky uplink must not be locked out by its own retry.
+A key that is not a sound Ed25519 public key (`signing.public_key_problem`: small order, not
+canonical, not a point) is refused with 400 before the token is even looked at.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 import psycopg
 from aiohttp import web
+from footfall.protocol.signing import public_key_problem
 
 from ..credentials import TOKEN_PREFIX, digest, new_agent_id
 from ..errors import BadRequest, Conflict, Unauthorized
@@ -35,8 +38,9 @@ async def enroll_handler(request: web.Request) -> web.Response:
         public_key = base64.b64decode(key_b64, validate=True)
     except (binascii.Error, ValueError):
         raise BadRequest("public_key must be standard base64") from None
-    if len(public_key) != 32:
-        raise BadRequest(f"public_key must be a raw 32-byte Ed25519 key, got {len(public_key)} bytes")
+    problem = public_key_problem(public_key)
+    if problem is not None:
+        raise BadRequest(f"public_key {problem}; generate a new Ed25519 key")
     async with request.app[STATE].pool.connection() as conn:
         answer = await enroll(conn, token, public_key, hostname=hostname, version=version)
     return web.json_response(answer, status=201)

@@ -23,8 +23,11 @@ from tests.agent.peer import Answer, PeerCollector
 FAST = UploadSection(max_records=8, max_bytes=1 << 20, max_age=0.02, backoff_initial=0.01, backoff_max=0.05)
 
 
+T0_MS = 1_772_960_400_000  # 2026-03-08T09:00Z: the collector refuses record times before 2000
+
+
 def count(i: int) -> Count:
-    return Count("door", "main", i * 60_000, (i + 1) * 60_000, i % 5, i % 3)
+    return Count("door", "main", T0_MS + i * 60_000, T0_MS + (i + 1) * 60_000, i % 5, i % 3)
 
 
 def file_seqs(path: Path) -> set[int]:

@@ -10,6 +10,7 @@ from footfall.collector import admin
 from footfall.protocol.signing import generate_key, public_key_b64
 
 from tests.fixtures.collector import Answer, RunningCollector
+from tests.protocol.weak_keys import NOT_CANONICAL, SMALL_ORDER
 
 ENROLL = "/v1/agents/enroll"
 
@@ -132,3 +133,16 @@ async def test_admin_refuses_what_it_cannot_do(collector: RunningCollector) -> N
         assert issued.token.startswith(listed.prefix) and len(listed.prefix) < len(issued.token) // 3
         stored = await (await conn.execute("SELECT token_hash FROM enrollment_tokens")).fetchall()
         assert all(issued.token.encode() not in bytes(row[0]) for row in stored)
+
+
+@pytest.mark.parametrize("key_hex", SMALL_ORDER + NOT_CANONICAL)
+async def test_a_weak_public_key_is_refused_and_enrolls_nothing(collector: RunningCollector, key_hex: str) -> None:
+    # A small-order key verifies a forged signature over any body: whoever enrolled it could be anyone.
+    org = await collector.create_org()
+    site = await collector.create_site(org)
+    token = await collector.create_token(site, org, uses=1)
+    answer = await enroll(collector, token, base64.b64encode(bytes.fromhex(key_hex)).decode())
+    assert (answer.status, answer.body["error"]) == (400, "bad_request"), answer.body
+    assert "small order" in answer.body["message"] or "canonical" in answer.body["message"]
+    assert await collector.value("SELECT count(*) FROM agents") == 0
+    assert (await enroll(collector, token)).status == 201, "the token was not spent"

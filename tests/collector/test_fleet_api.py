@@ -15,6 +15,7 @@ from footfall.protocol.envelope import encode_body, make_batch
 from footfall.protocol.signing import generate_key, public_key_b64, sign_request
 
 from tests.fixtures.collector import Answer, EnrolledAgent, RunningCollector, count_record
+from tests.protocol.weak_keys import FORGED, SMALL_ORDER
 
 T0 = datetime(2026, 3, 8, 10, 0, tzinfo=UTC)
 
@@ -235,3 +236,15 @@ async def test_metrics_and_probes(collector: RunningCollector, collector_factory
     async with down.session.get(down.url + "/metrics") as response:
         assert response.status == 200
         assert "footfall_collector_database_up 0.0" in await response.text()
+
+
+async def test_a_rotation_to_a_small_order_key_is_refused_and_the_key_stays(collector: RunningCollector) -> None:
+    agent = await collector.enroll()
+    # Signed with the agent's real key; the new key is the identity and the "proof" the forgery it accepts.
+    forged = proto.KeyRotation(base64.b64encode(bytes.fromhex(SMALL_ORDER[2])).decode(), FORGED)
+    refused = await signed(collector, agent, "POST", proto.ROTATE_KEY_PATH, forged.as_json())
+    assert (refused.status, refused.body["error"]) == (400, "bad_request"), refused.body
+    assert "small order" in refused.body["message"]
+    assert await collector.value("SELECT public_key FROM agents WHERE id = %s", agent.id) == base64.b64decode(
+        public_key_b64(agent.key))
+    assert (await collector.upload(agent, [count_record(1, T0)])).status == 200

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import secrets
+import threading
 import time
 import zlib
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import msgpack
 import pytest
 from footfall.collector import admin
+from footfall.collector.ingest import MAX_NEW_SENSORS
+from footfall.collector.state import STATE
 from footfall.collector.store import PARTITIONED_TABLES, add_months, month_of, partition_name
-from footfall.protocol.envelope import CONTENT_TYPE, Batch, encode_payload
-from footfall.protocol.records import Occupancy, SensorEvent
+from footfall.protocol.envelope import CONTENT_TYPE, MAX_MONTHS, Batch, encode_payload
+from footfall.protocol.records import MAX_DETAIL_CHARS, MAX_RAW_CHARS, Occupancy, Record, SensorEvent, to_wire
 from footfall.protocol.signing import HEADER_SERVER_TIME, generate_key, sign_request
+from yarl import URL
 
 from tests.collector.conftest import eventually
 from tests.fixtures.collector import (
@@ -28,6 +35,7 @@ from tests.fixtures.collector import (
     ms,
     transaction_record,
 )
+from tests.protocol.weak_keys import FORGED, SMALL_ORDER
 
 T0 = datetime(2026, 3, 8, 10, 0, tzinfo=UTC)
 DATA_TABLES = (
@@ -195,6 +203,23 @@ def _time_out_of_bounds(agent: EnrolledAgent) -> tuple[bytes, dict[str, str]]:
     return body, _signed(agent, body)
 
 
+def _two_days_ahead(agent: EnrolledAgent) -> tuple[bytes, dict[str, str]]:
+    body = agent.body([count_record(3, datetime.now(UTC) + timedelta(days=2))])
+    return body, _signed(agent, body)
+
+
+def _long_detail(agent: EnrolledAgent) -> tuple[bytes, dict[str, str]]:
+    body = agent.body([event_record(3, T0, kind="error", detail="x" * 2_000_000)])
+    return body, _signed(agent, body)
+
+
+def _nul_in_receipt(agent: EnrolledAgent) -> tuple[bytes, dict[str, str]]:
+    # What an ESC/POS printer stream holds: PostgreSQL text cannot, so the protocol carries none.
+    receipt = replace(transaction_record(3, T0), raw="\x1b@CAFE\nTOTAL 4.50\n\x1dV\x00")
+    body = agent.body([receipt])
+    return body, _signed(agent, body)
+
+
 def _mismatch(agent: EnrolledAgent) -> tuple[bytes, dict[str, str]]:
     body = agent.body([count_record(3, T0)], agent="agt_someoneelse000000")
     return body, _signed(agent, body)
@@ -242,8 +267,18 @@ def _wrong_type(agent: EnrolledAgent) -> tuple[bytes, dict[str, str]]:
     return body, {**_signed(agent, body), "Content-Type": "application/json"}
 
 
-def _bomb(agent: EnrolledAgent) -> tuple[bytes, dict[str, str]]:
+def _zeros(agent: EnrolledAgent) -> tuple[bytes, dict[str, str]]:
+    # 64 MiB of zeros in 64 KB: refused at the first byte, which is no envelope, without inflating the rest.
     body = zlib.compress(b"\x00" * (64 * 1024 * 1024 + 1), 9)
+    return body, _signed(agent, body)
+
+
+def _bomb(agent: EnrolledAgent) -> tuple[bytes, dict[str, str]]:
+    # A valid shape that inflates past the payload limit: refused once it gets there.
+    receipt = {**to_wire(transaction_record(1, T0)), "raw": "x" * MAX_RAW_CHARS}
+    envelope = {"v": 1, "agent": agent.id, "seq_first": 1, "seq_last": 1000, "sent_at_ms": ms(T0),
+                "records": [{**receipt, "seq": seq} for seq in range(1, 1001)]}
+    body = zlib.compress(msgpack.packb(envelope), 9)
     return body, _signed(agent, body)
 
 
@@ -253,6 +288,9 @@ REFUSALS: list[tuple[str, Callable[[EnrolledAgent], tuple[bytes, dict[str, str]]
     ("not msgpack", _not_msgpack, 400, "malformed_batch"),
     ("record missing fields", _bad_record, 400, "malformed_batch"),
     ("time before 2000", _time_out_of_bounds, 400, "malformed_batch"),
+    ("two days ahead of the collector", _two_days_ahead, 400, "malformed_batch"),
+    (f"detail over {MAX_DETAIL_CHARS} characters", _long_detail, 400, "malformed_batch"),
+    ("NUL in a receipt", _nul_in_receipt, 400, "malformed_batch"),
     ("agent mismatch", _mismatch, 400, "agent_mismatch"),
     ("bad signature", _bad_signature, 401, "bad_signature"),
     ("body changed after signing", _tampered, 401, "bad_signature"),
@@ -262,7 +300,8 @@ REFUSALS: list[tuple[str, Callable[[EnrolledAgent], tuple[bytes, dict[str, str]]
     ("timestamp 400 s ahead", _future, 401, "timestamp_out_of_window"),
     ("no signature", _unsigned, 401, "missing_signature"),
     ("wrong content type", _wrong_type, 415, "unsupported_media_type"),
-    ("decompresses past 64 MiB", _bomb, 413, "batch_too_large"),
+    ("64 MiB of zeros", _zeros, 400, "malformed_batch"),
+    ("decompresses past 16 MiB", _bomb, 413, "batch_too_large"),
 ]
 
 
@@ -381,3 +420,168 @@ async def test_ingest_keeps_each_agents_clock_state_skew_and_flagged_counts(coll
 async def _list_agents(collector: RunningCollector) -> list[admin.AgentInfo]:
     async with collector.connection() as conn:
         return await admin.list_agents(conn)
+
+
+# Issue 11: trust from the outside.
+
+
+async def test_a_weak_key_stored_before_the_fix_verifies_no_forged_upload(collector: RunningCollector) -> None:
+    agent = await collector.enroll()
+    async with collector.connection() as conn:
+        await conn.execute("UPDATE agents SET public_key = %s WHERE id = %s", (bytes.fromhex(SMALL_ORDER[2]), agent.id))
+    before = await snapshot(collector, agent)
+    body = agent.body([count_record(1, T0, entries=1000)])
+    headers = {**agent.headers(body), "X-Footfall-Signature": FORGED}
+    answer = await collector.post_ingest(body, headers)
+    assert (answer.status, answer.body["error"]) == (401, "bad_signature"), answer.body
+    assert "enroll again" in answer.body["message"]
+    assert await snapshot(collector, agent) == before
+
+
+async def _answer_to_headers_alone(collector: RunningCollector, headers: dict[str, str]) -> tuple[int, Any]:
+    """Send a request's head announcing an 8 MiB body and never the body: the answer, if one comes."""
+    url = URL(collector.url)
+    size = 8 * 1024 * 1024
+    before = asyncio.all_tasks()
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    try:
+        head = {"Host": f"{url.host}:{url.port}", "Content-Type": CONTENT_TYPE, "Content-Length": str(size), **headers}
+        writer.write(("POST /v1/ingest HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in head.items()) + "\r\n")
+                     .encode())
+        await writer.drain()
+        async with asyncio.timeout(20):
+            status_line = await reader.readline()
+            lines = (await reader.readuntil(b"\r\n\r\n")).decode().split("\r\n")
+            length = next(int(line.split(":")[1]) for line in lines if line.lower().startswith("content-length:"))
+            payload = json.loads(await reader.readexactly(length))
+        # Answered: now send the body, which the server reads and drops before it lets the connection go.
+        writer.write(bytes(size))
+        await writer.drain()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+    async def let_go() -> bool:
+        return all(t.done() for t in asyncio.all_tasks() - before if "RequestHandler" in repr(t.get_coro()))
+
+    await eventually(let_go, what="the server to let the connection go")
+    return int(status_line.split()[1]), payload
+
+
+async def test_who_is_asking_is_checked_before_the_body_is_read(collector: RunningCollector) -> None:
+    # Unsigned, or signed by a stranger, the revoked or with a stale clock: refused on the headers, so
+    # 32 such requests with 8 MiB bodies cost the collector nothing but their heads.
+    agent, revoked = await collector.enroll(), await collector.enroll()
+    async with collector.connection() as conn:
+        await admin.revoke_agent(conn, revoked.id)
+    now = int(time.time())
+    cases = [
+        ({}, "missing_signature"),
+        (sign_request(generate_key(), "POST", "/v1/ingest", "agt_nobody0000000000", now, b"").as_dict(),
+         "unknown_agent"),
+        (sign_request(revoked.key, "POST", "/v1/ingest", revoked.id, now, b"").as_dict(), "revoked_agent"),
+        (sign_request(agent.key, "POST", "/v1/ingest", agent.id, now - 3600, b"").as_dict(),
+         "timestamp_out_of_window"),
+    ]
+    for headers, code in cases:
+        status, answer = await _answer_to_headers_alone(collector, headers)
+        assert (status, answer["error"]) == (401, code), answer
+
+
+def _nesting_bomb(agent: str, elements: int = 100, width: int = 20_000) -> bytes:
+    """The issue's body, scaled down: `records` holds arrays of `width` empty arrays, one byte each."""
+    head = msgpack.packb({"v": 1, "agent": agent, "seq_first": 1, "seq_last": 1, "sent_at_ms": ms(T0)})
+    parts = [b"\x86", head[1:], msgpack.packb("records"), b"\xdc" + elements.to_bytes(2, "big")]
+    parts += [b"\xdc" + width.to_bytes(2, "big") + b"\x90" * width] * elements
+    return zlib.compress(b"".join(parts), 9)
+
+
+async def test_a_batch_being_decoded_holds_up_no_other_request(collector: RunningCollector) -> None:
+    # The decoder is held on a gate in its worker thread: /healthz must be answered meanwhile, whatever
+    # the decoding costs. (Decoding on the event loop, as before, would hold /healthz until it ended.)
+    ingest = collector.app[STATE].ingest
+    decoding, release = threading.Event(), threading.Event()
+    decode = ingest.decode
+
+    def gated(body: bytes, now_ms: int) -> Batch:
+        decoding.set()
+        release.wait(30)
+        return decode(body, now_ms)
+
+    ingest.decode = gated
+    agent = await collector.enroll()
+    body = _nesting_bomb(agent.id)
+    upload = asyncio.create_task(collector.post_ingest(body, agent.headers(body)))
+    try:
+        assert await asyncio.to_thread(decoding.wait, 20), "the upload never reached its decoding"
+        health = await collector.get("/healthz")
+        assert health.status == 200
+        assert not upload.done(), "answered while its decoding is held"
+    finally:
+        release.set()
+    answer = await upload
+    assert (answer.status, answer.body["error"]) == (400, "malformed_batch"), answer.body
+    assert "record 0" in answer.body["message"]
+
+
+async def test_uploads_into_a_month_without_partitions_do_not_deadlock(
+    collector: RunningCollector, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One agent's backlog lands in a month with no partition (they are made, locking their parent tables)
+    # while another agent's batch writes raw rows then rollups. Taken in two orders, the locks deadlocked
+    # in 7 of 8 tries; in one order they cannot. Eight months, eight races.
+    backlog, live = await collector.enroll(), await collector.enroll()
+    live_records = [count_record(seq, T0 + timedelta(minutes=seq), sensor=f"door-{seq % 4}") for seq in range(1, 401)]
+    caplog.set_level(logging.WARNING, logger="footfall.collector.ingest")
+    for i in range(8):
+        month = datetime(2011, 1 + i, 1, tzinfo=UTC)
+        old = [count_record(seq, month + timedelta(minutes=seq)) for seq in range(10 * i + 1, 10 * i + 11)]
+        fresh = [replace(r, seq=r.seq + 400 * i) for r in live_records]
+        answers = await asyncio.gather(collector.upload(backlog, old), collector.upload(live, fresh))
+        assert [a.status for a in answers] == [200, 200], [a.body for a in answers]
+    retries = [r.getMessage() for r in caplog.records if r.getMessage() == "batch_retry"]
+    assert retries == [], "a batch's transaction was aborted (deadlock) and retried"
+    made = [partition_name(t, date(2011, 1 + i, 1)) for t in ("people_counts", "counts_15m") for i in range(8)]
+    assert await collector.value("SELECT count(*) FROM pg_class WHERE relname = ANY(%s)", made) == 16
+
+
+async def test_a_batch_spanning_more_than_max_months_is_413_and_makes_no_partition(collector: RunningCollector) -> None:
+    agent = await collector.enroll()
+    months = [datetime(2012, 1 + i, 1, tzinfo=UTC) for i in range(MAX_MONTHS + 1)]
+    answer = await collector.upload(agent, [count_record(seq, m) for seq, m in enumerate(months, start=1)])
+    assert (answer.status, answer.body["error"]) == (413, "batch_too_large"), answer.body
+    assert f"more than {MAX_MONTHS} calendar months" in answer.body["message"]
+    names = [partition_name(t, month_of(m)) for t in PARTITIONED_TABLES for m in months]
+    assert await collector.value("SELECT count(*) FROM pg_class WHERE relname = ANY(%s)", names) == 0
+    # Split as the agent does on 413: each half goes in.
+    half = (MAX_MONTHS + 1) // 2
+    records = [count_record(seq, m) for seq, m in enumerate(months, start=1)]
+    assert (await collector.upload(agent, records[:half])).status == 200
+    assert (await collector.upload(agent, records[half:])).status == 200
+
+
+async def test_a_record_from_2098_is_refused_and_makes_no_partition(collector: RunningCollector) -> None:
+    agent = await collector.enroll()
+    answer = await collector.upload(agent, [count_record(1, T0), count_record(2, datetime(2098, 1, 1, tzinfo=UTC))])
+    assert (answer.status, answer.body["error"]) == (400, "malformed_batch"), answer.body
+    assert "record 1" in answer.body["message"] and "24 h" in answer.body["message"]
+    names = [partition_name(t, date(2098, 1, 1)) for t in PARTITIONED_TABLES]
+    assert await collector.value("SELECT count(*) FROM pg_class WHERE relname = ANY(%s)", names) == 0
+
+
+async def test_a_batch_naming_too_many_new_sensors_is_400_naming_the_bound(collector: RunningCollector) -> None:
+    agent = await collector.enroll()
+    before = await snapshot(collector, agent)
+
+    def batch(first: int, names: range) -> list[Record]:
+        return [count_record(first + i, T0, sensor=f"door-{n}") for i, n in enumerate(names)]
+
+    answer = await collector.upload(agent, batch(1, range(MAX_NEW_SENSORS + 1)))
+    assert (answer.status, answer.body["error"]) == (400, "too_many_sensors"), answer.body
+    assert f"at most {MAX_NEW_SENSORS} new ones" in answer.body["message"]
+    assert await snapshot(collector, agent) == before
+    # As many as the bound goes in; then sensors it already has do not count against it.
+    assert (await collector.upload(agent, batch(1, range(MAX_NEW_SENSORS)))).status == 200
+    known_and_new = batch(MAX_NEW_SENSORS + 1, range(MAX_NEW_SENSORS * 2))
+    assert (await collector.upload(agent, known_and_new)).status == 200
+    assert await collector.value("SELECT count(*) FROM sensors WHERE agent_id = %s", agent.id) == 2 * MAX_NEW_SENSORS

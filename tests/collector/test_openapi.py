@@ -32,6 +32,7 @@ from footfall.collector.api.openapi import document
 from footfall.collector.app import make_app
 from footfall.collector.store import AgentContext, Store
 from footfall.collector.tenancy import gate_of
+from footfall.protocol.signing import generate_key, public_bytes
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -105,7 +106,7 @@ def _populate(dsn: str) -> tuple[str, str]:
             await admin.create_site(conn, org, "shop", "Europe/Paris")
             await conn.execute(
                 "INSERT INTO agents (id, org_id, site_id, public_key) VALUES ('agt_schemaschema', %s, 'shop', %s)",
-                (org, bytes(32)),
+                (org, public_bytes(generate_key())),
             )
             start = datetime(2026, 6, 10, tzinfo=UTC)
             batch = [count_record(i + 1, start + i * timedelta(minutes=15), entries=i % 5) for i in range(96)]

@@ -66,8 +66,16 @@ def test_collector_sigkilled_mid_transaction_commits_nothing_of_it(
     wait_until(lambda: sql_value(pg_dsn, "SELECT hw_seq FROM agents"), what="a first batch committed")
     for table, statement in BLOCK_AT:
         with psycopg.connect(pg_dsn) as blocker:
-            # Hold a lock the batch transaction needs at this step: it stops there, half done.
-            blocker.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(sql.Identifier(table)))
+            # Hold a lock the batch transaction needs at this step: it stops there, half done. A batch
+            # locks the partitioned parents first thing (collector/store.py, lock order): lock their
+            # partitions, which it reaches only when it writes.
+            children = blocker.execute(
+                "SELECT i.inhrelid::regclass::text FROM pg_inherits i WHERE i.inhparent = %s::regclass "
+                "UNION ALL SELECT %s WHERE NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhparent = %s::regclass)",
+                (table, table, table),
+            ).fetchall()
+            for (name,) in children:
+                blocker.execute(sql.SQL("LOCK TABLE ONLY {} IN SHARE MODE").format(sql.Identifier(name)))
             pid = wait_until(lambda s=statement: _blocked_backend(pg_dsn, s), what=f"a batch blocked at {statement}")
             hw_before = sql_value(pg_dsn, "SELECT hw_seq FROM agents")
             collector.kill()

@@ -110,3 +110,14 @@ def test_the_fleet_vectors_match_the_builder_and_check_out_from_their_own_fields
     new = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(rotation["new_private_key_seed_hex"]))
     new.public_key().verify(base64.b64decode(rotation["proof_b64"]), rotation["rotation_message"].encode())
     assert proto.decode_heartbeat(stored["heartbeat"]["body"].encode()).config.applied_version == 7
+
+
+def test_a_rotation_to_a_small_order_key_is_refused_even_with_a_proof_that_verifies() -> None:
+    # The identity as the new key, and the forgery it accepts over any message as the proof.
+    identity = bytes([1]) + bytes(31)
+    forged = proto.KeyRotation(base64.b64encode(identity).decode(), base64.b64encode(identity + bytes(32)).decode())
+    with pytest.raises(proto.MalformedMessage, match="small order"):
+        proto.verify_rotation("agt_one", public_bytes(generate_key()), forged)
+    zero = proto.KeyRotation(base64.b64encode(bytes(32)).decode(), forged.proof)
+    with pytest.raises(proto.MalformedMessage, match="small order"):
+        proto.verify_rotation("agt_one", public_bytes(generate_key()), zero)

@@ -6,6 +6,8 @@ import pytest
 from footfall.protocol import signing
 from footfall.protocol.errors import BadSignature, MissingAuth, StaleTimestamp
 
+from tests.protocol.weak_keys import FORGED, NOT_CANONICAL, SMALL_ORDER
+
 BODY = b"\x78\x9cbody"
 
 
@@ -59,3 +61,29 @@ def test_headers_round_trip_and_missing_headers() -> None:
             signing.read_headers(headers)
     with pytest.raises(MissingAuth):
         signing.read_headers({**signed.as_dict(), signing.HEADER_TIMESTAMP: "yesterday"})
+
+
+@pytest.mark.parametrize("key_hex", SMALL_ORDER + NOT_CANONICAL)
+def test_small_order_and_non_canonical_keys_have_a_problem_and_verify_nothing(key_hex: str) -> None:
+    key = bytes.fromhex(key_hex)
+    problem = signing.public_key_problem(key)
+    assert problem is not None and ("small order" in problem or "canonical" in problem), problem
+    for body in (b"", b"any body at all"):
+        forged = signing.SignedHeaders("agt_x", 1767225600, FORGED)
+        with pytest.raises(BadSignature, match="enroll again"):
+            signing.verify_request(key, "POST", "/v1/ingest", forged, body)
+
+
+def test_the_identity_key_no_longer_verifies_the_forgery_from_the_issue() -> None:
+    # With `01 00…00` as the key, `01 00…00 ‖ 00…00` used to verify over any body.
+    forged = signing.SignedHeaders("agt_x", 1767225600, FORGED)
+    with pytest.raises(BadSignature):
+        signing.verify_request(bytes.fromhex(SMALL_ORDER[2]), "POST", "/v1/ingest", forged, b"a batch")
+
+
+def test_real_keys_have_no_problem_and_other_bytes_are_named() -> None:
+    for _ in range(100):
+        assert signing.public_key_problem(signing.public_bytes(signing.generate_key())) is None
+    assert "32-byte" in (signing.public_key_problem(b"short") or "")
+    # About half of all y values have no point on the curve; y = 2 is one of them.
+    assert "not a point" in (signing.public_key_problem((2).to_bytes(32, "little")) or "")
