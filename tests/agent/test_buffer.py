@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from footfall.agent.buffer import Buffer, BufferError, Txn, read_stats
+from footfall.agent.buffer.marks import Marks, MarkValues, read_marks
 from footfall.agent.clock import Stamp
-from footfall.agent.marks import Marks, MarkValues, read_marks
 from footfall.protocol.envelope import unpack_record
 from footfall.protocol.records import Count, Record, SensorEvent
 

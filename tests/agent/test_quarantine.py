@@ -16,7 +16,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from footfall.agent.salvage import scan
+from footfall.agent.buffer.pages import scan
 from footfall.protocol.envelope import unpack_record
 from footfall.protocol.records import Count, SensorEvent
 

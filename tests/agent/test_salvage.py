@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 from footfall.agent.buffer import Buffer, Txn
-from footfall.agent.buffer_tools import SalvageError, salvage
+from footfall.agent.buffer.marks import SLOT, Marks, MarksLocked, read_marks
+from footfall.agent.buffer.pages import scan
+from footfall.agent.buffer.salvage import SalvageError, salvage
 from footfall.agent.clock import Stamp
 from footfall.agent.decode.counters import CounterPolicy, cumulative_key, take
 from footfall.agent.decode.readings import CumulativeCount
-from footfall.agent.marks import SLOT, Marks, MarksLocked, read_marks
-from footfall.agent.salvage import scan
 from footfall.protocol.envelope import unpack_record
 from footfall.protocol.records import Count, Occupancy, SensorEvent, Transaction
 

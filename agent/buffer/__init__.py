@@ -95,9 +95,9 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import msgpack
-from footfall.agent import salvage
+from footfall.agent.buffer import pages
+from footfall.agent.buffer.marks import Marks, MarksLocked
 from footfall.agent.clock import STEP_MS, Stamp, Trust
-from footfall.agent.marks import Marks, MarksLocked
 from footfall.protocol.envelope import pack_record, unpack_record
 from footfall.protocol.errors import MalformedBatch
 from footfall.protocol.records import RECORD_TYPES, ClockQuality, Count, Record, SensorEvent, Transaction, validate
@@ -917,12 +917,12 @@ class Buffer:
         assert self._marks is not None
         existed = self.path.exists()
         problem = _check_file(self.path) if existed else None
-        found: salvage.Found | None = None
+        found: pages.Found | None = None
         moved = ""
         if problem is not None:
             moved = self._move_aside()
             event(log, "buffer_corrupt", logging.ERROR, path=str(self.path), problem=problem, moved_to=moved)
-            found = salvage.scan(self.path.with_name(moved))
+            found = pages.scan(self.path.with_name(moved))
         conn = self._connect()
         lost_file = not existed and self._marks.existed and self._marks.values.reserved > 1
         if problem is not None or lost_file:
@@ -952,7 +952,7 @@ class Buffer:
         _fsync_dir(self.path.parent)
         return name
 
-    def _seed(self, conn: sqlite3.Connection, reason: str, moved: str, found: salvage.Found | None) -> None:
+    def _seed(self, conn: sqlite3.Connection, reason: str, moved: str, found: pages.Found | None) -> None:
         """Start the fresh buffer above every seq used before, record the loss, carry state over."""
         assert self._marks is not None
         marks = self._marks.values

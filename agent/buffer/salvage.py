@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from footfall.agent.buffer import QUARANTINE_KEY, SALVAGED_KEY, Buffer, BufferError, Txn
+from footfall.agent.buffer.pages import Found, scan
 from footfall.agent.decode.counters import cumulative_key, dedupe_key
-from footfall.agent.salvage import Found, scan
 from footfall.protocol.envelope import unpack_record
 from footfall.protocol.records import Count, SensorEvent
 
