@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from footfall.agent.buffer import Buffer, BufferError, Txn, read_stats
+from footfall.agent.buffer.ledger import Ledger
 from footfall.agent.buffer.marks import Marks, MarkValues, read_marks
 from footfall.agent.clock import Stamp
 from footfall.protocol.envelope import unpack_record
@@ -299,10 +300,10 @@ async def test_dedupe_keys_are_bounded_in_time_and_number(buffer: Buffer, monkey
     assert await buffer.write(remember) == [True] * 5
     assert await buffer.write(remember) == [False] * 5, "within their window the keys are remembered"
     now_ms = (await buffer.write(lambda txn: txn.now_ms)) + 2500
-    await buffer._submit(lambda conn: buffer._prune_seen(conn, now_ms), write=False)
+    await buffer._submit(lambda conn: Txn(conn, Ledger(), now_ms).prune_seen(), write=False)
     assert await buffer.write(remember) == [True, True, False, False, False], "expired keys are forgotten"
-    monkeypatch.setattr("footfall.agent.buffer.SEEN_KEYS_MAX", 2)
-    await buffer._submit(lambda conn: buffer._prune_seen(conn, 0), write=False)
+    monkeypatch.setattr("footfall.agent.buffer.txn.SEEN_KEYS_MAX", 2)
+    await buffer._submit(lambda conn: Txn(conn, Ledger(), 0).prune_seen(), write=False)
     left = await buffer._submit(lambda conn: conn.execute("SELECT key FROM seen ORDER BY key").fetchall(), write=False)
     assert [k for (k,) in left] == ["3", "4"], "over the cap, the keys closest to expiry go first"
 

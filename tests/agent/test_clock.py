@@ -13,8 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from footfall.agent import buffer as buffer_module
-from footfall.agent.buffer import Buffer
+from footfall.agent.buffer import Buffer, writer
 from footfall.agent.clock import AgentClock, ClockSettings, ClockSource
 from footfall.agent.config import load_config
 from footfall.agent.decode.counters import CounterPolicy, take
@@ -263,7 +262,7 @@ async def test_a_clock_step_while_running_never_stretches_reverses_or_repeats_a_
 
 
 async def test_dedupe_keys_taken_on_a_wrong_clock_outlive_the_sync(tmp_path: Path, monkeypatch: Any) -> None:
-    monkeypatch.setattr(buffer_module, "PRUNE_EVERY_S", 0.0)
+    monkeypatch.setattr(writer, "PRUNE_EVERY_S", 0.0)
     fake = FakeClocks(offset_s=-50 * YEAR_S)  # a gateway that boots in 1976
     clock = AgentClock(ClockSettings(), fake.source())
     clock.start()
