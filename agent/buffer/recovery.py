@@ -29,10 +29,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from footfall.agent.buffer import pages
 from footfall.agent.buffer.errors import BufferError
 from footfall.agent.buffer.ledger import Ledger
 from footfall.agent.buffer.marks import Marks
+from footfall.agent.buffer.pages import Found, scan
 from footfall.agent.buffer.schema import QUARANTINE_KEY, connect, write_ledger
 from footfall.agent.buffer.txn import Txn
 from footfall.agent.clock import Stamp
@@ -72,12 +72,12 @@ def open_checked(
     """Open the database at `path`; a damaged one is moved aside first and a fresh one seeded."""
     existed = path.exists()
     problem = check_file(path) if existed else None
-    found: pages.Found | None = None
+    found: Found | None = None
     moved = ""
     if problem is not None:
         moved = move_aside(path, clock())
         event(log, "buffer_corrupt", logging.ERROR, path=str(path), problem=problem, moved_to=moved)
-        found = pages.scan(path.with_name(moved))
+        found = scan(path.with_name(moved))
     conn, ledger = connect(path)
     # A buffer restored from an older copy must still not reuse what the marks say was acked.
     ledger.resume_after(marks.values.acked)
@@ -146,7 +146,7 @@ def move_aside(path: Path, now: float) -> str:
 
 
 def _seed(
-    txn: Txn, conn: sqlite3.Connection, marks: Marks, reason: str, moved: str, found: pages.Found | None
+    txn: Txn, conn: sqlite3.Connection, marks: Marks, reason: str, moved: str, found: Found | None
 ) -> Quarantine:
     """Start the fresh buffer above every seq used before, record the loss, carry state over; commits."""
     meta = found.meta if found is not None else {}

@@ -28,12 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from footfall.agent.buffer import reads
 from footfall.agent.buffer.errors import BufferError
 from footfall.agent.buffer.ledger import Ledger
 from footfall.agent.buffer.marks import Marks
 from footfall.agent.buffer.overflow import drop_oldest
-from footfall.agent.buffer.reads import Pending
+from footfall.agent.buffer.reads import Pending, oldest_taken_ms
 from footfall.agent.buffer.recovery import Quarantine, is_corrupt, open_checked
 from footfall.agent.buffer.schema import write_ledger
 from footfall.agent.buffer.txn import Txn
@@ -316,7 +315,7 @@ class Writer:
         self._call_soon(self._on_corrupt, reason)
 
     def _publish(self, conn: sqlite3.Connection) -> None:
-        snapshot = Pending(self._ledger.depth, self._ledger.bytes, reads.oldest_taken_ms(conn))
+        snapshot = Pending(self._ledger.depth, self._ledger.bytes, oldest_taken_ms(conn))
         self._call_soon(self._on_pending, snapshot)
 
     def _resolve_all(self, outcomes: list[tuple[asyncio.Future[Any], Any]]) -> None:
