@@ -124,6 +124,8 @@ from footfall.agent.buffer.writer import Writer
 from footfall.agent.clock import Stamp, Trust
 from footfall.protocol.records import Record, SensorEvent
 
+# The buffer's face for the rest of the agent (intake, uploader, pipeline, status, decode's counter state):
+# callers import these from the package; the files behind them are the package's own business.
 __all__ = [
     "CLOCK_KEY",
     "QUARANTINE_KEY",
