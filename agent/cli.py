@@ -94,7 +94,7 @@ def buffer_salvage(
     Run it with the agent stopped. Records get fresh seqs; those already acknowledged, or counted
     again since the buffer was replaced, are skipped, so nothing is counted twice.
     """
-    from footfall.agent.buffer_tools import SalvageError, salvage
+    from footfall.agent.buffer.salvage import SalvageError, salvage
     from footfall.agent.pipeline import BUFFER_FILE
 
     cfg = _load(config)
@@ -122,8 +122,8 @@ def buffer_requeue_rejected(
     re-queued with a fresh seq; one still invalid stays parked. A parked record was never
     counted, so it counts once; a second run finds nothing to send.
     """
+    from footfall.agent.buffer.requeue import RequeueError, requeue_rejected
     from footfall.agent.pipeline import BUFFER_FILE
-    from footfall.agent.requeue import RequeueError, requeue_rejected
 
     cfg = _load(config)
     configure("warning")

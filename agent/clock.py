@@ -271,7 +271,7 @@ class AgentClock:
 
 
 class Restamper(Protocol):
-    """What the clock keeper needs from the buffer (agent/buffer.py implements it)."""
+    """What the clock keeper needs from the buffer (agent/buffer/ implements it)."""
 
     def restamp(self, trust: Trust, stamp: Stamp) -> Awaitable[object]:
         """Move held records into the upload queue with corrected (or flagged) times."""

@@ -47,6 +47,7 @@ from zoneinfo import ZoneInfo
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from footfall.agent import clock as agent_clock
 from footfall.agent.buffer import CLOCK_KEY, Buffer, BufferCorrupt, BufferError, BufferStats
+from footfall.agent.buffer.marks import read_marks
 from footfall.agent.clock import AgentClock, ClockSettings, ClockSource
 from footfall.agent.config import AgentConfig, ConfigError, SourceConfig, date_ms
 from footfall.agent.decode.extract import Extractor, default_extractors
@@ -55,7 +56,6 @@ from footfall.agent.fleet_config import ConfigRefused, FleetConfigState
 from footfall.agent.heartbeat import Heartbeat
 from footfall.agent.identity import Identity, identity_path, load_identity, load_key
 from footfall.agent.intake import SourceIntake
-from footfall.agent.marks import read_marks
 from footfall.agent.metrics import AgentMetrics, MetricsServer
 from footfall.agent.sources.base import Source, SourceError, SourceHealth
 from footfall.agent.sources.http_push import HttpPushServer

@@ -1,6 +1,6 @@
 """The gateway's disk full: the buffer at its size bound while the uplink is down for long.
 
-As designed (agent/buffer.py, guarantee 6): the oldest records go, a gap event records the
+As designed (agent/buffer/overflow.py, guarantee 6): the oldest records go, a gap event records the
 exact lost seq range, and the agent keeps taking readings. Checked end to end: the collector's
 seqs and the gap events' ranges together cover every seq the agent ever gave, without overlap;
 what was lost is exactly the oldest of each device's readings; everything else is counted once.

@@ -2,8 +2,8 @@
 
 When the agent finds its buffer damaged it moves the file aside (`buffer.sqlite.corrupt-<time>`)
 and starts a fresh one above every seq it ever used, with a `gap` event naming the seqs that
-were buffered but not yet acknowledged (agent/buffer.py, guarantee 7). This tool reads the
-quarantined file page by page (agent/salvage.py) and re-queues, in the live buffer, the records
+were buffered but not yet acknowledged (agent/buffer/, guarantee 7). This tool reads the
+quarantined file page by page (pages.py) and re-queues, in the live buffer, the records
 that can still be read and are still owed to the collector. Records keep their content and
 clock quality and get **fresh seqs**: their old seqs lie below what the fresh buffer has
 already sent, so the collector would drop them as duplicates.
@@ -30,9 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from footfall.agent.buffer import QUARANTINE_KEY, SALVAGED_KEY, Buffer, BufferError, Txn
+from footfall.agent.buffer import Buffer
+from footfall.agent.buffer.errors import BufferError
+from footfall.agent.buffer.pages import Found, scan
+from footfall.agent.buffer.schema import QUARANTINE_KEY, SALVAGED_KEY
+from footfall.agent.buffer.txn import Txn
 from footfall.agent.decode.counters import cumulative_key, dedupe_key
-from footfall.agent.salvage import Found, scan
 from footfall.protocol.envelope import unpack_record
 from footfall.protocol.records import Count, SensorEvent
 
@@ -160,10 +163,7 @@ def _requeue(txn: Txn, found: Found, report: SalvageReport, resumed: dict[str, i
         report.last_seq = new_seq
         report.requeued += 1
     for boot, offset, taken_ms, held in found.pending.values():
-        txn._conn.execute(
-            "INSERT INTO pending (boot, offset_ms, taken_ms, body) VALUES (?, ?, ?, ?)",
-            (boot, offset, taken_ms, held),
-        )
+        txn.hold_packed(boot, offset, taken_ms, held)
 
 
 def _read_damaged(damaged: Path, buffer_file: Path) -> tuple[Path, str, Found]:

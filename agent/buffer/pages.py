@@ -20,7 +20,7 @@ since a killed agent's latest commits live there. Then every page that is a b-tr
 needed, so a damaged interior page loses nothing below it. A page or cell that does not
 parse is counted and skipped; nothing here raises on bad bytes.
 
-What the shapes are (agent/buffer.py's schema):
+What the shapes are (schema.py):
   records  (seq rowid, taken_ms int, kind text, body blob)
   pending  (id rowid, boot text, offset_ms int, taken_ms int, body blob)
   meta     (key text, value int)        a table leaf row with two columns
@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from footfall.agent.buffer.ledger import KEYS as LEDGER_KEYS
 from footfall.protocol.envelope import unpack_record
 from footfall.protocol.errors import ProtocolError
 
@@ -45,12 +46,7 @@ _WAL_MAGICS = (0x377F0682, 0x377F0683)
 _TABLE_LEAF = 0x0D
 _INDEX_LEAF = 0x0A
 # The meta keys the buffer keeps (a two-column text/int row with another key is not ours).
-META_KEYS = frozenset(
-    {
-        "next_seq", "acked_seq", "bytes", "depth", "last_ack_ms", "dropped_records", "gap_events", "rejected",
-        "wall_high_ms", "restamped", "suspect",
-    }
-)
+META_KEYS = frozenset(LEDGER_KEYS)
 _RECORD_KINDS = frozenset({"count", "occupancy", "transaction", "event", "gap"})
 
 

@@ -33,12 +33,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from footfall.agent.private_file import fsync_dir
+
 SLOT = 256
 MIN_BLOCK = 1000
 MAX_BLOCK = 1_000_000
 # Reserve roughly this many seconds of seqs at the current rate.
 RESERVE_AHEAD_S = 60.0
 LAZY_EVERY_S = 60.0
+
+
+def marks_path(buffer_path: Path) -> Path:
+    """The marks file of the buffer at `buffer_path`."""
+    return Path(buffer_path).with_name(Path(buffer_path).name + ".marks")
 
 
 class MarksLocked(Exception):
@@ -87,7 +94,7 @@ class Marks:
                 raise MarksLocked(f"{path} is locked by another process (a running agent?)") from None
             raise
         if created:
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
         return cls(path, fd, _read(fd), monotonic)
 
     def close(self) -> None:
@@ -177,10 +184,3 @@ def _read(fd: int) -> MarkValues | None:
             best = values
     return best
 
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

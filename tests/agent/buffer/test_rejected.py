@@ -17,6 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from footfall.agent.buffer import Buffer, read_stats
+from footfall.agent.buffer.requeue import RequeueError, requeue_rejected
 from footfall.agent.config import (
     AgentConfig,
     AgentSection,
@@ -32,7 +33,6 @@ from footfall.agent.config import (
 from footfall.agent.doctor import check_agent
 from footfall.agent.identity import enroll
 from footfall.agent.pipeline import BUFFER_FILE, Pipeline
-from footfall.agent.requeue import RequeueError, requeue_rejected
 from footfall.agent.status import gather, render
 from footfall.protocol.records import Count, Transaction
 
