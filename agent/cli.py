@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from footfall.agent.cli_probe import app as probe_app
 from footfall.agent.config import DEFAULT_CONFIG_PATH, AgentConfig, ConfigError, load_config
-from footfall.agent.decode.profile import load_profiles
+from footfall.agent.decode.profile_load import load_profiles
 from footfall.agent.run import load_checked, run_agent
 
 from footfall.logs import configure

@@ -516,7 +516,7 @@ def _replace_options(source: SourceConfig, options: Any) -> SourceConfig:
 class TableReader:
     """Builds dataclasses declared with `opt`/`req` from TOML tables, collecting problems instead of stopping.
 
-    Adapter profiles (decode/profile.py) use it too, so both files report problems the same way.
+    Adapter profiles (decode/profile_load.py) use it too, so both files report problems the same way.
     """
 
     def __init__(self, base: Path) -> None:

@@ -45,7 +45,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from footfall.agent.config import AgentConfig, ConfigError, load_config
-from footfall.agent.decode.profile import load_profiles
+from footfall.agent.decode.profile_load import load_profiles
 from footfall.agent.identity import IdentityError, identity_path, key_path, load_identity
 from footfall.agent.pipeline import STATUS_FILE
 from footfall.agent.status import gather

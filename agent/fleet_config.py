@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from footfall.agent.config import AgentConfig, ConfigError, parse_config
-from footfall.agent.decode.profile import load_profiles
+from footfall.agent.decode.profile_load import load_profiles
 from footfall.agent.private_file import write_private
 from footfall.protocol.fleet import text_sha256
 

@@ -36,8 +36,11 @@ from footfall.agent.buffer import Buffer, BufferError, Txn
 from footfall.agent.clock import Stamp
 from footfall.agent.config import ConfigError, Problem, SourceConfig
 from footfall.agent.decode.counters import CounterPolicy, TakeResult, take
-from footfall.agent.decode.extract import DecodeContext, DecodeError, Extraction, Extractor, extract_frame
-from footfall.agent.decode.profile import Profile, ProfileError, bind_profile, param_problems
+from footfall.agent.decode.errors import DecodeError
+from footfall.agent.decode.extract import DecodeContext, Extraction, extract_frame
+from footfall.agent.decode.formats import Extractor
+from footfall.agent.decode.profile import Profile, ProfileError, param_problems
+from footfall.agent.decode.profile_load import bind_profile
 from footfall.agent.decode.readings import CumulativeCount, Reading
 from footfall.agent.decode.signature import verify
 from footfall.agent.sources.base import Frame, SourceHealth

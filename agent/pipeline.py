@@ -49,8 +49,9 @@ from footfall.agent import clock as agent_clock
 from footfall.agent.buffer import CLOCK_KEY, Buffer, BufferCorrupt, BufferError, BufferStats
 from footfall.agent.clock import AgentClock, ClockSettings, ClockSource
 from footfall.agent.config import AgentConfig, ConfigError, SourceConfig, date_ms
-from footfall.agent.decode.extract import Extractor, default_extractors
-from footfall.agent.decode.profile import Profile, load_profiles
+from footfall.agent.decode.formats import Extractor, default_extractors
+from footfall.agent.decode.profile import Profile
+from footfall.agent.decode.profile_load import load_profiles
 from footfall.agent.fleet_config import ConfigRefused, FleetConfigState
 from footfall.agent.heartbeat import Heartbeat
 from footfall.agent.identity import Identity, identity_path, load_identity, load_key

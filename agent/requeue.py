@@ -27,9 +27,10 @@ from pathlib import Path
 
 from footfall.agent.buffer import Buffer, BufferError, RequeueResult
 from footfall.agent.config import AgentConfig, ConfigError
-from footfall.agent.decode.extract import default_extractors
+from footfall.agent.decode.formats import default_extractors
 from footfall.agent.decode.formats.escpos import EscposOptions, printed_text
-from footfall.agent.decode.profile import ProfileError, load_profiles
+from footfall.agent.decode.profile import ProfileError
+from footfall.agent.decode.profile_load import load_profiles
 from footfall.agent.intake import with_source_options
 from footfall.protocol.records import Record, Transaction
 

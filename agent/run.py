@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from footfall.agent.config import DEFAULT_CONFIG_PATH, AgentConfig, ConfigError, Problem, load_config
-from footfall.agent.decode.profile import load_profiles
+from footfall.agent.decode.profile_load import load_profiles
 
 from footfall.logs import configure
 

@@ -47,8 +47,11 @@ from footfall.agent.config import (
     parse_config,
     split_listen,
 )
-from footfall.agent.decode.extract import DecodeContext, DecodeError, default_extractors, extract
-from footfall.agent.decode.profile import Profile, load_profiles
+from footfall.agent.decode.errors import DecodeError
+from footfall.agent.decode.extract import DecodeContext, extract
+from footfall.agent.decode.formats import default_extractors
+from footfall.agent.decode.profile import Profile
+from footfall.agent.decode.profile_load import load_profiles
 from footfall.agent.decode.readings import CumulativeCount, Reading
 from footfall.agent.private_file import write_private
 from footfall.agent.sources.http_push import bearer_matches

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from footfall.agent.decode.extract import DecodeError
+from footfall.agent.decode.errors import DecodeError
 
 HEADER_PREFIX = "header:"
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from footfall.agent.buffer import BufferError
 from footfall.agent.config import AgentConfig, CsvDirOptions
-from footfall.agent.decode.extract import DecodeError
+from footfall.agent.decode.errors import DecodeError
 from footfall.agent.intake import SourceIntake
 from footfall.agent.sources.base import Frame, SourceError
 from footfall.agent.sources.supervise import Backoff, keep_running, now_ms, stop_tasks

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import aiohttp
 from footfall.agent.buffer import BufferError
 from footfall.agent.config import AgentConfig, HttpPollOptions
-from footfall.agent.decode.extract import DecodeError
+from footfall.agent.decode.errors import DecodeError
 from footfall.agent.intake import SourceIntake
 from footfall.agent.sources.base import Frame, SourceError
 from footfall.agent.sources.supervise import Backoff, RateLimitedLog, keep_running, now_ms, stop_tasks

@@ -27,7 +27,7 @@ from aiohttp import web
 from footfall.agent.buffer import BufferError
 from footfall.agent.config import AgentConfig, HttpPushOptions, HttpPushSection, split_listen
 from footfall.agent.decode.counters import TakeResult
-from footfall.agent.decode.extract import DecodeError
+from footfall.agent.decode.errors import DecodeError
 from footfall.agent.decode.signature import HEADER_PREFIX, SignatureError
 from footfall.agent.intake import SourceIntake
 from footfall.agent.sources.base import Frame, SourceError

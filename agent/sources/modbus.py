@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 
 from footfall.agent.buffer import BufferError
 from footfall.agent.config import AgentConfig, ModbusSourceOptions
-from footfall.agent.decode.extract import DecodeError
+from footfall.agent.decode.errors import DecodeError
 from footfall.agent.decode.formats.modbus import ModbusOptions
 from footfall.agent.intake import SourceIntake
 from footfall.agent.sources.base import Frame, SourceError

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from footfall.agent.buffer import BufferError
 from footfall.agent.config import AgentConfig, MqttOptions
-from footfall.agent.decode.extract import DecodeError
+from footfall.agent.decode.errors import DecodeError
 from footfall.agent.intake import SourceIntake
 from footfall.agent.sources.base import Frame, SourceError
 from footfall.agent.sources.mqtt_client import Message, MqttClient

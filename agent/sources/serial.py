@@ -39,10 +39,10 @@ from dataclasses import dataclass, field
 import serial
 from footfall.agent.buffer import BufferError
 from footfall.agent.config import AgentConfig, SerialOptions
-from footfall.agent.decode.extract import DecodeError
+from footfall.agent.decode.errors import DecodeError
+from footfall.agent.decode.framing import Framer, Piece
 from footfall.agent.intake import SourceIntake
 from footfall.agent.sources.base import Frame, SourceError
-from footfall.agent.sources.framing import Framer, Piece
 from footfall.agent.sources.port_names import BY_ID, PortFollower, present_ports
 from footfall.agent.sources.supervise import Backoff, RateLimitedLog, keep_running, now_ms, stop_tasks
 

@@ -12,8 +12,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from footfall.agent.buffer import Buffer
 from footfall.agent.clock import Stamp
-from footfall.agent.decode.extract import DecodeError, default_extractors
-from footfall.agent.decode.profile import load_profiles
+from footfall.agent.decode.errors import DecodeError
+from footfall.agent.decode.formats import default_extractors
+from footfall.agent.decode.profile_load import load_profiles
 from footfall.agent.decode.signature import SignatureError
 from footfall.agent.intake import SourceIntake
 from footfall.agent.sources.base import Frame

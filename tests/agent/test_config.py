@@ -23,7 +23,7 @@ from footfall.agent.config import (
     load_config,
     parse_config,
 )
-from footfall.agent.decode.profile import load_profiles
+from footfall.agent.decode.profile_load import load_profiles
 
 CONFIG_MD = Path(__file__).resolve().parents[2] / "agent" / "CONFIG.md"
 SOURCE = """

@@ -10,7 +10,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from footfall.agent.buffer import Buffer
 from footfall.agent.config import TRANSPORT_OPTIONS, AgentConfig, HttpPushOptions, SourceConfig
-from footfall.agent.decode.extract import DecodeContext, DecodeError, default_extractors, extract
+from footfall.agent.decode.errors import DecodeError
+from footfall.agent.decode.extract import DecodeContext, extract
+from footfall.agent.decode.formats import default_extractors
 from footfall.agent.decode.formats.binary import BinaryExtractor
 from footfall.agent.decode.formats.csv import CsvExtractor
 from footfall.agent.decode.formats.escpos import EscposExtractor
@@ -20,7 +22,8 @@ from footfall.agent.decode.formats.milesight import MilesightExtractor
 from footfall.agent.decode.formats.modbus import ModbusExtractor
 from footfall.agent.decode.formats.tree import TreePath
 from footfall.agent.decode.formats.xml import XmlExtractor
-from footfall.agent.decode.profile import ProfileError, load_profiles
+from footfall.agent.decode.profile import ProfileError
+from footfall.agent.decode.profile_load import load_profiles
 from footfall.agent.intake import SourceIntake
 from footfall.agent.pipeline import LazyTransport, Pipeline
 from footfall.agent.sources.base import Frame

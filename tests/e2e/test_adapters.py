@@ -29,7 +29,7 @@ from footfall.agent.config import (
     HttpPushSection,
     UploadSection,
 )
-from footfall.agent.decode.extract import DecodeError
+from footfall.agent.decode.errors import DecodeError
 from footfall.agent.identity import enroll
 from footfall.agent.pipeline import Pipeline
 from footfall.agent.sources.base import Frame
