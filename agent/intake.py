@@ -34,7 +34,8 @@ from zoneinfo import ZoneInfo
 
 from footfall.agent.buffer import Buffer, BufferError, Txn
 from footfall.agent.clock import Stamp
-from footfall.agent.config import ConfigError, Problem, SourceConfig
+from footfall.agent.config.reader import ConfigError, Problem
+from footfall.agent.config.sections import SourceConfig
 from footfall.agent.decode.counters import CounterPolicy, TakeResult, take
 from footfall.agent.decode.errors import DecodeError
 from footfall.agent.decode.extract import DecodeContext, Extraction, extract_frame

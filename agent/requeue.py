@@ -26,7 +26,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from footfall.agent.buffer import Buffer, BufferError, RequeueResult
-from footfall.agent.config import AgentConfig, ConfigError
+from footfall.agent.config.reader import ConfigError
+from footfall.agent.config.sections import AgentConfig
 from footfall.agent.decode.formats import default_extractors
 from footfall.agent.decode.formats.escpos import EscposOptions, printed_text
 from footfall.agent.decode.profile import ProfileError

@@ -23,7 +23,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from footfall.agent.buffer import Buffer
-from footfall.agent.config import HttpPushOptions, SourceConfig
+from footfall.agent.config.sections import SourceConfig
+from footfall.agent.config.transports import HttpPushOptions
 from footfall.agent.decode.formats import default_extractors
 from footfall.agent.decode.profile_load import load_profiles
 from footfall.agent.intake import SourceIntake

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from footfall.agent.config import ConfigError, meta
+from footfall.agent.config.reader import ConfigError, meta
 from footfall.agent.decode.fields import FieldSpec
 from footfall.agent.decode.framing import Framing
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from footfall.agent.config import TableReader
+from footfall.agent.config.reader import TableReader
 from footfall.agent.decode.fields import BY_CURRENCY, FIELD_KINDS, READING_FIELDS, REQUIRED, FieldSpec, convert_constant
 from footfall.agent.decode.formats import Extractor
 from footfall.agent.decode.profile import ProfileSection, TimeSection, WhereRule

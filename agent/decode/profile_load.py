@@ -26,7 +26,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from footfall.agent.config import Problem, TableReader
+from footfall.agent.config.reader import Problem, TableReader
 from footfall.agent.decode.formats import Extractor, default_extractors
 from footfall.agent.decode.framing import parse_framing
 from footfall.agent.decode.profile import (

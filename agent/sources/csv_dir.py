@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from footfall.agent.buffer import BufferError
-from footfall.agent.config import AgentConfig, CsvDirOptions
+from footfall.agent.config.sections import AgentConfig
+from footfall.agent.config.transports import CsvDirOptions
 from footfall.agent.decode.errors import DecodeError
 from footfall.agent.intake import SourceIntake
 from footfall.agent.sources.base import Frame, SourceError

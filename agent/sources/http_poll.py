@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 import aiohttp
 from footfall.agent.buffer import BufferError
-from footfall.agent.config import AgentConfig, HttpPollOptions
+from footfall.agent.config.sections import AgentConfig
+from footfall.agent.config.transports import HttpPollOptions
 from footfall.agent.decode.errors import DecodeError
 from footfall.agent.intake import SourceIntake
 from footfall.agent.sources.base import Frame, SourceError

@@ -25,7 +25,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 from footfall.agent.buffer import BufferError
-from footfall.agent.config import AgentConfig, HttpPushOptions, HttpPushSection, split_listen
+from footfall.agent.config.reader import split_listen
+from footfall.agent.config.sections import AgentConfig, HttpPushSection
+from footfall.agent.config.transports import HttpPushOptions
 from footfall.agent.decode.counters import TakeResult
 from footfall.agent.decode.errors import DecodeError
 from footfall.agent.decode.signature import HEADER_PREFIX, SignatureError

@@ -29,7 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from footfall.agent.buffer import BufferError
-from footfall.agent.config import AgentConfig, ModbusSourceOptions
+from footfall.agent.config.sections import AgentConfig
+from footfall.agent.config.transports import ModbusSourceOptions
 from footfall.agent.decode.errors import DecodeError
 from footfall.agent.decode.formats.modbus import ModbusOptions
 from footfall.agent.intake import SourceIntake

@@ -22,7 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from footfall.agent.buffer import BufferError
-from footfall.agent.config import AgentConfig, MqttOptions
+from footfall.agent.config.sections import AgentConfig
+from footfall.agent.config.transports import MqttOptions
 from footfall.agent.decode.errors import DecodeError
 from footfall.agent.intake import SourceIntake
 from footfall.agent.sources.base import Frame, SourceError

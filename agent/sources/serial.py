@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 
 import serial
 from footfall.agent.buffer import BufferError
-from footfall.agent.config import AgentConfig, SerialOptions
+from footfall.agent.config.sections import AgentConfig
+from footfall.agent.config.transports import SerialOptions
 from footfall.agent.decode.errors import DecodeError
 from footfall.agent.decode.framing import Framer, Piece
 from footfall.agent.intake import SourceIntake

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from footfall.agent.config import DeviceOptions
+from footfall.agent.config.transports import DeviceOptions
 from footfall.agent.sources.base import SourceError, SourceHealth
 
 from footfall.logs import event

@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 import pytest
 from footfall.agent.buffer import Buffer
-from footfall.agent.config import HttpPushSection
+from footfall.agent.config.sections import HttpPushSection
 from footfall.agent.decode.errors import DecodeError
 from footfall.agent.decode.formats import default_extractors
 from footfall.agent.decode.profile_load import load_profiles

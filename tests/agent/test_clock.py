@@ -16,7 +16,7 @@ import pytest
 from footfall.agent import buffer as buffer_module
 from footfall.agent.buffer import Buffer
 from footfall.agent.clock import AgentClock, ClockSettings, ClockSource
-from footfall.agent.config import load_config
+from footfall.agent.config.load import load_config
 from footfall.agent.decode.counters import CounterPolicy, take
 from footfall.agent.identity import enroll
 from footfall.agent.pipeline import Pipeline

@@ -21,7 +21,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from footfall.agent.buffer import Buffer
-from footfall.agent.config import HttpPushOptions, SourceConfig
+from footfall.agent.config.sections import SourceConfig
+from footfall.agent.config.transports import HttpPushOptions
 from footfall.agent.decode.formats import default_extractors
 from footfall.agent.decode.profile import Profile
 from footfall.agent.decode.profile_load import parse_profile

@@ -18,7 +18,9 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import pytest
-from footfall.agent.config import ConfigError, HttpPushOptions, SourceConfig
+from footfall.agent.config.reader import ConfigError
+from footfall.agent.config.sections import SourceConfig
+from footfall.agent.config.transports import HttpPushOptions
 from footfall.agent.decode.errors import DecodeError
 from footfall.agent.decode.extract import DecodeContext, extract, extract_frame
 from footfall.agent.decode.formats import default_extractors

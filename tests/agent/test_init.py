@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from footfall.agent.config import load_config
+from footfall.agent.config.load import load_config
 from footfall.agent.decode.profile_load import load_profiles
 
 from tests.fixtures.collector import CollectorProcess, free_port

@@ -15,7 +15,8 @@ import aiohttp
 import pytest
 from footfall.agent.buffer import Buffer
 from footfall.agent.clock import Stamp
-from footfall.agent.config import HttpPushOptions, HttpPushSection, SourceConfig
+from footfall.agent.config.sections import HttpPushSection, SourceConfig
+from footfall.agent.config.transports import HttpPushOptions
 from footfall.agent.decode.formats.json import JsonExtractor
 from footfall.agent.decode.profile_load import load_profiles
 from footfall.agent.intake import SourceIntake

@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
-from footfall.agent.config import AgentConfig, SourceConfig, load_config
+from footfall.agent.config.load import load_config
+from footfall.agent.config.sections import AgentConfig, SourceConfig
 from footfall.agent.identity import enroll
 from footfall.agent.intake import SourceIntake
 from footfall.agent.pipeline import Pipeline

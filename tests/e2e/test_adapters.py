@@ -21,7 +21,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from footfall.agent.config import (
+from footfall.agent.config.sections import (
     AgentConfig,
     AgentSection,
     BufferSection,

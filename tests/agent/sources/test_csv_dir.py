@@ -9,7 +9,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from footfall.agent.buffer import Buffer
-from footfall.agent.config import CsvDirOptions
+from footfall.agent.config.transports import CsvDirOptions
 from footfall.agent.sources.csv_dir import CsvDirSource
 from footfall.protocol.records import Count
 

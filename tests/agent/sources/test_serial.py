@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from footfall.agent.buffer import Buffer
 from footfall.agent.clock import Stamp
-from footfall.agent.config import SerialOptions, SourceConfig
+from footfall.agent.config.sections import SourceConfig
+from footfall.agent.config.transports import SerialOptions
 from footfall.agent.decode.checksums import compute
 from footfall.agent.decode.formats import default_extractors
 from footfall.agent.decode.profile_load import load_profiles
