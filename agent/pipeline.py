@@ -48,7 +48,7 @@ from footfall.agent.buffer import CLOCK_KEY, Buffer, BufferCorrupt, BufferError,
 from footfall.agent.clock import AgentClock, ClockSettings, ClockSource
 from footfall.agent.config.reader import ConfigError, date_ms
 from footfall.agent.config.sections import AgentConfig, SourceConfig
-from footfall.agent.config.transports import TransportFactory, transports
+from footfall.agent.config.transports import transports
 from footfall.agent.decode.formats import Extractor, default_extractors
 from footfall.agent.decode.profile import Profile
 from footfall.agent.decode.profile_load import load_profiles
@@ -58,7 +58,7 @@ from footfall.agent.identity import Identity, identity_path, load_identity, load
 from footfall.agent.intake import SourceIntake
 from footfall.agent.marks import read_marks
 from footfall.agent.metrics import AgentMetrics, MetricsServer
-from footfall.agent.sources.base import Source, SourceError, SourceHealth
+from footfall.agent.sources.base import Source, SourceError, SourceHealth, TransportFactory
 from footfall.agent.sources.http_push import HttpPushServer
 from footfall.agent.supervise import SourceSupervisor
 from footfall.agent.systemd import Notifier, Probe, Watchdog, task_alive, watchdog_interval

@@ -16,13 +16,13 @@ import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 from footfall.agent.config.reader import meta
-from footfall.agent.sources.base import Intake, Source
 
 if TYPE_CHECKING:
     from footfall.agent.config.sections import AgentConfig
+    from footfall.agent.sources.base import Intake, Source, TransportFactory
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,14 +160,6 @@ class CsvDirOptions(DeviceOptions):
 
 
 TransportOptions = HttpPushOptions | SerialOptions | ModbusSourceOptions | MqttOptions | HttpPollOptions | CsvDirOptions
-
-
-class TransportFactory(Protocol):
-    """Builds the running Source that serves every configured source of one transport."""
-
-    def from_config(self, config: AgentConfig, intakes: Sequence[Intake], /) -> Source:
-        """The transport for these sources."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from footfall.agent.decode.profile import ProfileError
 from footfall.agent.decode.profile_load import load_profiles
 from footfall.agent.intake import SourceIntake
 from footfall.agent.pipeline import Pipeline
-from footfall.agent.sources.base import Frame
+from footfall.agent.sources.base import Frame, FrameRefused
 from footfall.protocol.records import Count, SensorEvent, Transaction
 
 
@@ -210,7 +210,7 @@ async def test_a_cumulative_profile_end_to_end_through_the_intake(tmp_path: Path
         for ts, total_in, total_out in [("10:00", 65530, 7), ("10:15", 20, 9), ("10:15", 20, 9), ("10:30", 25, 9)]:
             body = {"ts": f"2026-03-08T{ts}:00", "total_in": total_in, "total_out": total_out}
             await intake(Frame("door", json.dumps(body).encode(), 0))
-        with pytest.raises(DecodeError, match="not below the counter's modulus 65536"):
+        with pytest.raises(FrameRefused, match="not below the counter's modulus 65536"):
             await intake(Frame("door", b'{"ts": "2026-03-08T10:45:00", "total_in": 70000, "total_out": 9}', 0))
         records = await buffer.records()
     assert [(type(r).__name__, getattr(r, "entries", None), getattr(r, "kind", None)) for r in records] == [
