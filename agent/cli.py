@@ -20,8 +20,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from footfall.agent.cli_probe import app as probe_app
-from footfall.agent.config import DEFAULT_CONFIG_PATH, AgentConfig, ConfigError, load_config
-from footfall.agent.decode.profile import load_profiles
+from footfall.agent.config.load import DEFAULT_CONFIG_PATH, load_config
+from footfall.agent.config.reader import ConfigError
+from footfall.agent.config.sections import AgentConfig
+from footfall.agent.config.transports import transports
+from footfall.agent.decode.profile_load import load_profiles
 from footfall.agent.run import load_checked, run_agent
 
 from footfall.logs import configure
@@ -334,10 +337,15 @@ def _ask(
             continue
         name = typer.prompt("  Device name (its readings carry it)", default=f"device-{len(plan.devices) + 1}")
         transport = wizard.default_transport()
-        if len(wizard.TRANSPORT_OPTIONS) > 1:
-            transport = typer.prompt(f"  Transport ({', '.join(wizard.TRANSPORT_OPTIONS)})", default=transport)
+        registry = transports()
+        if len(registry) > 1:
+            transport = typer.prompt(f"  Transport ({', '.join(registry)})", default=transport)
         device = wizard.Device(name, adapter, transport)
-        for f in fields(wizard.TRANSPORT_OPTIONS.get(transport, object)):
+        known = registry.get(transport)
+        if known is None:
+            typer.echo(f"  no transport {transport!r}: type one of {', '.join(registry)}")
+            continue
+        for f in fields(known.options):
             # A technician is asked for a webhook secret only when the adapter checks signatures.
             if f.metadata.get("signed_only") and profiles[adapter].signature is None:
                 continue

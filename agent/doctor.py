@@ -44,8 +44,10 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
-from footfall.agent.config import AgentConfig, ConfigError, load_config
-from footfall.agent.decode.profile import load_profiles
+from footfall.agent.config.load import load_config
+from footfall.agent.config.reader import ConfigError
+from footfall.agent.config.sections import AgentConfig
+from footfall.agent.decode.profile_load import load_profiles
 from footfall.agent.identity import IdentityError, identity_path, key_path, load_identity
 from footfall.agent.pipeline import STATUS_FILE
 from footfall.agent.status import gather

@@ -30,8 +30,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from footfall.agent.config import AgentConfig, ConfigError, parse_config
-from footfall.agent.decode.profile import load_profiles
+from footfall.agent.config.load import parse_config
+from footfall.agent.config.reader import ConfigError
+from footfall.agent.config.sections import AgentConfig
+from footfall.agent.decode.profile_load import load_profiles
 from footfall.agent.private_file import write_private
 from footfall.protocol.fleet import text_sha256
 

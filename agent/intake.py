@@ -3,7 +3,10 @@
 Decoding happens before the transaction (it is pure and may fail: then nothing is written);
 the counter arithmetic runs inside it (`counters.take`), so its state commits with the records.
 The awaited result comes back only once the commit is durable, which is when a transport may
-acknowledge the device.
+acknowledge the device. An intake is what a transport sees of decoding and the buffer (the
+`Intake` protocol of sources/base.py): a frame that does not fit its adapter is refused with
+`FrameRefused` (`NotAuthentic` for a bad signature), one that cannot be committed with
+`NotStored`, and a serial transport gets its framer here, so no transport imports either side.
 
 An intake binds its profile to its source: the source's `params` replace the profile's
 `${name}`s, and a profile whose webhooks are signed needs the source's `secret`; every frame
@@ -34,17 +37,21 @@ from zoneinfo import ZoneInfo
 
 from footfall.agent.buffer import Buffer, BufferError, Txn
 from footfall.agent.clock import Stamp
-from footfall.agent.config import ConfigError, Problem, SourceConfig
+from footfall.agent.config.reader import ConfigError, Problem
+from footfall.agent.config.sections import SourceConfig
 from footfall.agent.decode.counters import CounterPolicy, TakeResult, take
-from footfall.agent.decode.extract import DecodeContext, DecodeError, Extraction, Extractor, extract_frame
-from footfall.agent.decode.profile import Profile, ProfileError, bind_profile, param_problems
+from footfall.agent.decode.errors import DecodeError
+from footfall.agent.decode.extract import DecodeContext, Extraction, extract_frame
+from footfall.agent.decode.formats import Extractor
+from footfall.agent.decode.framing import Framer
+from footfall.agent.decode.profile import Profile, ProfileError, param_problems
+from footfall.agent.decode.profile_load import bind_profile
 from footfall.agent.decode.readings import CumulativeCount, Reading
-from footfall.agent.decode.signature import verify
-from footfall.agent.sources.base import Frame, SourceHealth
-from footfall.agent.sources.supervise import RateLimitedLog
+from footfall.agent.decode.signature import SignatureError, verify
+from footfall.agent.sources.base import Frame, FrameRefused, NotAuthentic, NotStored, SourceHealth
 from footfall.protocol.records import Count, Occupancy, Transaction, time_problem
 
-from footfall.logs import event
+from footfall.logs import RateLimitedLog, event
 
 log = logging.getLogger("footfall.agent.intake")
 _SEP = "\x1f"
@@ -96,6 +103,30 @@ class SourceIntake:
         self._last_arrival = (0, "", 0)  # (received_ms, boot id, mono_ms) of the last frame with an arrival time
         self.agent_time = profile.time.source == "agent"
 
+    @property
+    def name(self) -> str:
+        """The source's name."""
+        return self.source.name
+
+    @property
+    def options(self) -> object:
+        """The source's transport options."""
+        return self.source.options
+
+    @property
+    def adapter(self) -> str:
+        """The adapter profile's name."""
+        return self.profile.name
+
+    @property
+    def format_options(self) -> object:
+        """The profile's format section, with the source's `adapter_options` laid over it."""
+        return self.profile.options
+
+    def framer(self) -> Framer | None:
+        """A new framer for this source's byte stream, by the profile's `[framing]`; None if it has none."""
+        return Framer(self.profile.framing) if self.profile.framing is not None else None
+
     def stamp(self) -> Stamp:
         """Now by the agent's clock (a trusted wall-clock stamp when the pipeline gave no clock)."""
         if self._stamps is not None:
@@ -132,9 +163,9 @@ class SourceIntake:
             verify(
                 self.profile.signature,
                 frame.payload,
-                frame.meta,
+                frame.headers(),
                 getattr(options, "secret", ""),
-                getattr(options, "public_url", ""),
+                getattr(options, "public_url", "") or frame.meta.get("url", ""),
             )
         if stamp is None:
             stamp = self.frame_stamp(frame, self.stamp())
@@ -150,7 +181,7 @@ class SourceIntake:
         return extraction
 
     async def __call__(self, frame: Frame, *, once: str = "") -> TakeResult:
-        """Take one frame; returns once its records are durable. Raises DecodeError or BufferError.
+        """Take one frame; returns once its records are durable. Raises FrameRefused (NotAuthentic) or NotStored.
 
         With `once` (a key naming the frame's origin, e.g. a file's name, size, mtime and hash),
         the key is remembered in the same transaction as the records, and a frame whose key was
@@ -181,7 +212,8 @@ class SourceIntake:
                 adapter=self.profile.name,
                 reason=str(exc),
             )
-            raise
+            refused = NotAuthentic if isinstance(exc, SignatureError) else FrameRefused
+            raise refused(str(exc)) from exc
         policy = self.policy
         readings = extraction.readings
         event_key = f"{self.source.name}\x1f{extraction.event_key}" if extraction.event_key else ""
@@ -197,7 +229,7 @@ class SourceIntake:
             result = await self.buffer.write(commit)
         except BufferError as exc:
             self.health.failed(now_ms, "buffering", str(exc))
-            raise
+            raise NotStored(str(exc)) from exc
         # Items the profile's [where] left out count as items read and ignored, like a void of an unknown sale.
         result.readings += extraction.skipped
         result.ignored += extraction.skipped

@@ -32,16 +32,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import json
 import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -49,15 +47,18 @@ from footfall.agent import clock as agent_clock
 from footfall.agent.buffer import CLOCK_KEY, Buffer, BufferCorrupt, BufferError, BufferStats
 from footfall.agent.buffer.marks import read_marks
 from footfall.agent.clock import AgentClock, ClockSettings, ClockSource
-from footfall.agent.config import AgentConfig, ConfigError, SourceConfig, date_ms
-from footfall.agent.decode.extract import Extractor, default_extractors
-from footfall.agent.decode.profile import Profile, load_profiles
+from footfall.agent.config.reader import ConfigError, date_ms
+from footfall.agent.config.sections import AgentConfig, SourceConfig
+from footfall.agent.config.transports import transports
+from footfall.agent.decode.formats import Extractor, default_extractors
+from footfall.agent.decode.profile import Profile
+from footfall.agent.decode.profile_load import load_profiles
 from footfall.agent.fleet_config import ConfigRefused, FleetConfigState
 from footfall.agent.heartbeat import Heartbeat
 from footfall.agent.identity import Identity, identity_path, load_identity, load_key
 from footfall.agent.intake import SourceIntake
 from footfall.agent.metrics import AgentMetrics, MetricsServer
-from footfall.agent.sources.base import Source, SourceError, SourceHealth
+from footfall.agent.sources.base import Source, SourceError, SourceHealth, TransportFactory
 from footfall.agent.sources.http_push import HttpPushServer
 from footfall.agent.supervise import SourceSupervisor
 from footfall.agent.systemd import Notifier, Probe, Watchdog, task_alive, watchdog_interval
@@ -72,43 +73,6 @@ log = logging.getLogger("footfall.agent")
 BUFFER_FILE = "buffer.sqlite"
 STATUS_FILE = "status.json"
 STATUS_EVERY_S = 2.0
-
-
-class TransportFactory(Protocol):
-    """Builds the running Source that serves every configured source of one transport."""
-
-    def from_config(self, config: AgentConfig, intakes: Sequence[SourceIntake], /) -> Source:
-        """The transport for these sources."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class LazyTransport:
-    """A transport class imported when a source first needs it.
-
-    A gateway with only HTTP counters then never loads pyserial, pymodbus and paho-mqtt (about
-    5 MiB of resident memory on a box that runs for months).
-    """
-
-    module: str
-    name: str
-
-    def from_config(self, config: AgentConfig, intakes: Sequence[SourceIntake], /) -> Source:
-        """Import the transport, then build it for these sources."""
-        factory: TransportFactory = getattr(importlib.import_module(self.module), self.name)
-        return factory.from_config(config, intakes)
-
-
-def default_transports() -> dict[str, TransportFactory]:
-    """Transport name -> what runs it (its `from_config` builds one for all its sources)."""
-    return {
-        "http_push": HttpPushServer,
-        "serial": LazyTransport("footfall.agent.sources.serial", "SerialSource"),
-        "modbus": LazyTransport("footfall.agent.sources.modbus", "ModbusSource"),
-        "mqtt": LazyTransport("footfall.agent.sources.mqtt", "MqttSource"),
-        "http_poll": LazyTransport("footfall.agent.sources.http_poll", "HttpPollSource"),
-        "csv_dir": LazyTransport("footfall.agent.sources.csv_dir", "CsvDirSource"),
-    }
 
 
 class Pipeline:
@@ -143,7 +107,7 @@ class Pipeline:
         self.watchdog: Watchdog | None = None
         self.state_dir = config.agent.state_dir
         self.extractors: dict[str, Extractor] = default_extractors()
-        self.transports: dict[str, TransportFactory] = default_transports()
+        self.transports: dict[str, TransportFactory] = dict(transports())
         self.profiles: dict[str, Profile] = {}
         self.identity: Identity | None = None
         self.buffer = Buffer(

@@ -22,12 +22,15 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 import aiohttp
-from footfall.agent.decode.extract import DecodeContext, DecodeError, Extractor, default_extractors, extract_frame
+from footfall.agent.decode.errors import DecodeError
+from footfall.agent.decode.extract import DecodeContext, extract_frame
+from footfall.agent.decode.formats import Extractor, default_extractors
 from footfall.agent.decode.formats.modbus import ModbusOptions
-from footfall.agent.decode.profile import Profile, load_profiles
+from footfall.agent.decode.framing import Framer
+from footfall.agent.decode.profile import Profile
+from footfall.agent.decode.profile_load import load_profiles
 from footfall.agent.decode.readings import CumulativeCount
 from footfall.agent.sources.base import SourceError
-from footfall.agent.sources.framing import Framer
 from footfall.agent.sources.modbus import read_unit
 from footfall.agent.sources.modbus_client import ModbusBus, ModbusDeviceError, ModbusNoAnswer
 from footfall.agent.sources.mqtt_client import MqttClient

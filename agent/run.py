@@ -14,8 +14,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from footfall.agent.config import DEFAULT_CONFIG_PATH, AgentConfig, ConfigError, Problem, load_config
-from footfall.agent.decode.profile import load_profiles
+from footfall.agent.config.load import DEFAULT_CONFIG_PATH, load_config
+from footfall.agent.config.reader import ConfigError, Problem
+from footfall.agent.config.sections import AgentConfig
+from footfall.agent.decode.profile_load import load_profiles
 
 from footfall.logs import configure
 

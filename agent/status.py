@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from footfall.agent.buffer import BufferStats, read_stats, rejected_by_source
-from footfall.agent.config import AgentConfig
+from footfall.agent.config.sections import AgentConfig
 from footfall.agent.fleet_config import read_state
 from footfall.agent.identity import IdentityError, load_identity
 from footfall.agent.pipeline import BUFFER_FILE, STATUS_EVERY_S, STATUS_FILE

@@ -13,7 +13,7 @@ A non-retryable `SourceError` (a configuration that can never work) stops the ag
 with the message, as before.
 
 The schedule is `Backoff`, the same one each transport's own reconnect loop uses once it has
-started (agent/sources/supervise.py).
+started (agent/sources/backoff.py, agent/sources/device.py).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from footfall.agent.sources.backoff import Backoff
 from footfall.agent.sources.base import Source, SourceError, SourceHealth
-from footfall.agent.sources.supervise import Backoff
 
 from footfall.logs import event
 

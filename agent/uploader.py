@@ -50,7 +50,7 @@ from typing import Any
 import aiohttp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from footfall.agent.buffer import Buffer, StoredRecord, unpack_parked
-from footfall.agent.config import UploadSection
+from footfall.agent.config.sections import UploadSection
 from footfall.agent.identity import Identity, IdentityError, load_identity, load_key
 from footfall.protocol import signing
 from footfall.protocol.envelope import CONTENT_TYPE, encode_packed_records

@@ -39,16 +39,15 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from footfall.agent.config import (
-    SECTIONS,
-    TRANSPORT_OPTIONS,
-    AgentConfig,
-    ConfigError,
-    parse_config,
-    split_listen,
-)
-from footfall.agent.decode.extract import DecodeContext, DecodeError, default_extractors, extract
-from footfall.agent.decode.profile import Profile, load_profiles
+from footfall.agent.config.load import parse_config
+from footfall.agent.config.reader import ConfigError, split_listen
+from footfall.agent.config.sections import SECTIONS, AgentConfig
+from footfall.agent.config.transports import transports
+from footfall.agent.decode.errors import DecodeError
+from footfall.agent.decode.extract import DecodeContext, extract
+from footfall.agent.decode.formats import default_extractors
+from footfall.agent.decode.profile import Profile
+from footfall.agent.decode.profile_load import load_profiles
 from footfall.agent.decode.readings import CumulativeCount, Reading
 from footfall.agent.private_file import write_private
 from footfall.agent.sources.http_push import bearer_matches
@@ -124,8 +123,9 @@ def parse_device(spec: str, profiles: Mapping[str, Profile], *, by_id: str = BY_
     if adapter not in profiles:
         raise WizardError(f"--device {spec!r}: no adapter {adapter!r}; known: {', '.join(sorted(profiles))}")
     transport = values.pop("transport", "") or default_transport()
-    if transport not in TRANSPORT_OPTIONS:
-        raise WizardError(f"--device {spec!r}: transport must be one of {', '.join(TRANSPORT_OPTIONS)}")
+    registry = transports()
+    if transport not in registry:
+        raise WizardError(f"--device {spec!r}: transport must be one of {', '.join(registry)}")
     options = {k: _typed(v) for k, v in values.items()}
     note = ""
     if transport == "serial":
@@ -133,7 +133,7 @@ def parse_device(spec: str, profiles: Mapping[str, Profile], *, by_id: str = BY_
             note = serial_port(options, by_id)
         except WizardError as exc:
             raise WizardError(f"--device {spec!r}: {exc}") from None
-    for f in fields(TRANSPORT_OPTIONS[transport]):
+    for f in fields(registry[transport].options):
         if f.default is MISSING and f.default_factory is MISSING and f.name not in options:
             suggest = SUGGESTIONS.get((transport, f.name))
             if suggest is None:
@@ -169,7 +169,8 @@ def port_menu(by_id: str = BY_ID) -> list[str]:
 
 def default_transport() -> str:
     """The transport to use when a device does not say: the only one there is, else http_push."""
-    return next(iter(TRANSPORT_OPTIONS)) if len(TRANSPORT_OPTIONS) == 1 else "http_push"
+    registry = transports()
+    return next(iter(registry)) if len(registry) == 1 else "http_push"
 
 
 def _typed(value: str) -> Any:

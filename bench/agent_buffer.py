@@ -23,9 +23,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from footfall.agent.buffer import Buffer
-from footfall.agent.config import HttpPushOptions, SourceConfig
-from footfall.agent.decode.extract import default_extractors
-from footfall.agent.decode.profile import load_profiles
+from footfall.agent.config.sections import SourceConfig
+from footfall.agent.config.transports import HttpPushOptions
+from footfall.agent.decode.formats import default_extractors
+from footfall.agent.decode.profile_load import load_profiles
 from footfall.agent.intake import SourceIntake
 from footfall.agent.sources.base import Frame
 from footfall.protocol.envelope import pack_record

@@ -236,7 +236,7 @@ def _free_port() -> int:
 
 async def _wait_agent(config_path: Path, agent: Child) -> str:
     """The agent's push URL once it listens and its buffer holds nothing from an earlier run."""
-    from footfall.agent.config import load_config
+    from footfall.agent.config.load import load_config
     from footfall.agent.status import gather
 
     config = load_config(config_path)

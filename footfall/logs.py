@@ -12,6 +12,7 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 LogFormat = Literal["logfmt", "json"]
@@ -23,6 +24,34 @@ def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields
     """Log one structured event."""
     if logger.isEnabledFor(level):
         logger.log(level, name, extra={"fields": fields})
+
+
+class RateLimitedLog:
+    """Logs an event at most once per `every` seconds per key, with how many were suppressed meanwhile.
+
+    For what a device can repeat without end (garbage on a serial line, refused frames): one
+    line a minute says it goes on, and how often, without filling the gateway's disk.
+    """
+
+    def __init__(self, logger: logging.Logger, every: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self._log = logger
+        self._every = every
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def __call__(self, name: str, level: int = logging.WARNING, *, key: str = "", **fields: object) -> None:
+        """Log `name` unless the same (name, key) was logged less than `every` seconds ago."""
+        slot = f"{name}\x1f{key}"
+        now = self._clock()
+        if now - self._last.get(slot, -self._every - 1) < self._every:
+            self._suppressed[slot] = self._suppressed.get(slot, 0) + 1
+            return
+        self._last[slot] = now
+        suppressed = self._suppressed.pop(slot, 0)
+        if suppressed:
+            fields["suppressed"] = suppressed
+        event(self._log, name, level, **fields)
 
 
 def _masked(fields: dict[str, Any]) -> dict[str, Any]:

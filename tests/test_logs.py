@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from footfall.logs import JsonFormatter, LogfmtFormatter
+from footfall.logs import JsonFormatter, LogfmtFormatter, RateLimitedLog
 
 
 def _record(**fields: object) -> logging.LogRecord:
@@ -26,3 +26,27 @@ def test_surrogates_from_undecodable_headers_are_escaped() -> None:
     line = LogfmtFormatter().format(_record(agent="agt_\udcff"))
     assert line.encode("utf-8")  # a handler writing UTF-8 does not fail on it
     assert json.loads(JsonFormatter().format(_record(agent="agt_\udcff")))["agent"] == "agt_\udcff"
+
+
+def test_a_rate_limited_event_is_logged_once_per_period_with_what_it_suppressed() -> None:
+    records: list[logging.LogRecord] = []
+    logger = logging.getLogger("footfall.test.rate_limited")
+    logger.setLevel(logging.INFO)
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    now = [100.0]
+    limited = RateLimitedLog(logger, every=60.0, clock=lambda: now[0])
+    try:
+        for _ in range(3):
+            limited("serial_garbage", key="door", bytes=4)
+        limited("serial_garbage", key="till", bytes=1)  # another key has its own period
+        now[0] += 60.0
+        limited("serial_garbage", key="door", bytes=2)
+    finally:
+        logger.removeHandler(handler)
+    assert [(r.getMessage(), r.fields) for r in records] == [  # type: ignore[attr-defined]
+        ("serial_garbage", {"bytes": 4}),
+        ("serial_garbage", {"bytes": 1}),
+        ("serial_garbage", {"bytes": 2, "suppressed": 2}),
+    ]

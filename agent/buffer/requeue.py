@@ -30,10 +30,12 @@ from footfall.agent.buffer import Buffer
 from footfall.agent.buffer.errors import BufferError
 from footfall.agent.buffer.reads import unpack_parked
 from footfall.agent.buffer.txn import Txn
-from footfall.agent.config import AgentConfig, ConfigError
-from footfall.agent.decode.extract import default_extractors
+from footfall.agent.config.reader import ConfigError
+from footfall.agent.config.sections import AgentConfig
+from footfall.agent.decode.formats import default_extractors
 from footfall.agent.decode.formats.escpos import EscposOptions, printed_text
-from footfall.agent.decode.profile import ProfileError, load_profiles
+from footfall.agent.decode.profile import ProfileError
+from footfall.agent.decode.profile_load import load_profiles
 from footfall.agent.intake import with_source_options
 from footfall.protocol.errors import MalformedBatch
 from footfall.protocol.records import Count, Record, Transaction, validate

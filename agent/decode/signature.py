@@ -6,8 +6,7 @@ before it is decoded. A frame that fails is refused with `SignatureError` (http_
 401) and nothing of it is stored. Comparisons are constant-time; neither the secret nor the
 expected signature ever appears in a message or a log.
 
-The schemes (the transport puts the request's URL and headers in `Frame.meta`, see
-sources/base.py):
+The schemes (each reads the request's headers, by lower-case name, and the URL it was sent to):
 
 - `square`: `X-Square-HmacSha256-Signature` is base64(HMAC-SHA256(signature key, notification
   URL + body)). The URL is the one registered with Square, which a proxy in front of the agent
@@ -32,18 +31,11 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from footfall.agent.decode.extract import DecodeError
-
-HEADER_PREFIX = "header:"
+from footfall.agent.decode.errors import DecodeError
 
 
 class SignatureError(DecodeError):
     """A webhook whose signature is missing or wrong: not from the sender it claims (HTTP 401)."""
-
-
-def header(meta: Mapping[str, str], name: str) -> str | None:
-    """A request header from a frame's meta (names are case-insensitive)."""
-    return meta.get(HEADER_PREFIX + name.lower())
 
 
 def _digest(secret: str, message: bytes) -> bytes:
@@ -72,25 +64,24 @@ def _any_match(given: Iterable[bytes], expected: Iterable[bytes]) -> bool:
     return matched
 
 
-def _required(meta: Mapping[str, str], name: str) -> str:
-    value = header(meta, name)
+def _required(headers: Mapping[str, str], name: str) -> str:
+    value = headers.get(name.lower())
     if not value:
         raise SignatureError(f"the request has no {name} header; it is not signed as this adapter expects")
     return value
 
 
-def _square(options: Any, payload: bytes, meta: Mapping[str, str], secret: str, url: str) -> None:
-    given = _required(meta, "X-Square-HmacSha256-Signature")
-    signed_url = url or meta.get("url", "")
-    if not _any_match(_decodings(given), [_digest(secret, signed_url.encode("utf-8") + payload)]):
+def _square(options: Any, payload: bytes, headers: Mapping[str, str], secret: str, url: str) -> None:
+    given = _required(headers, "X-Square-HmacSha256-Signature")
+    if not _any_match(_decodings(given), [_digest(secret, url.encode("utf-8") + payload)]):
         raise SignatureError(
             "X-Square-HmacSha256-Signature does not match: check the source's secret (the subscription's "
-            f"signature key) and public_url (the notification URL; checked against {signed_url!r})"
+            f"signature key) and public_url (the notification URL; checked against {url!r})"
         )
 
 
-def _lightspeed(options: Any, payload: bytes, meta: Mapping[str, str], secret: str, url: str) -> None:
-    given = _required(meta, "X-Signature")
+def _lightspeed(options: Any, payload: bytes, headers: Mapping[str, str], secret: str, url: str) -> None:
+    given = _required(headers, "X-Signature")
     parts = dict(
         (k.strip().lower(), v.strip()) for k, _, v in (p.partition("=") for p in given.split(",")) if k.strip()
     )
@@ -108,9 +99,9 @@ def _lightspeed(options: Any, payload: bytes, meta: Mapping[str, str], secret: s
         raise SignatureError("X-Signature does not match the body: check the source's secret (the app's client secret)")
 
 
-def _generic(options: Any, payload: bytes, meta: Mapping[str, str], secret: str, url: str) -> None:
+def _generic(options: Any, payload: bytes, headers: Mapping[str, str], secret: str, url: str) -> None:
     name = str(getattr(options, "header", ""))
-    given = _required(meta, name)
+    given = _required(headers, name)
     if given.lower().startswith("sha256="):
         given = given[7:]
     if not _any_match(_decodings(given), [_digest(secret, payload)]):
@@ -118,7 +109,7 @@ def _generic(options: Any, payload: bytes, meta: Mapping[str, str], secret: str,
 
 
 Verifier = Callable[[Any, bytes, Mapping[str, str], str, str], None]
-# Scheme name -> its check(options, body, meta, secret, public_url); raises SignatureError.
+# Scheme name -> its check(options, body, headers, secret, url); raises SignatureError.
 SIGNATURE_SCHEMES: Mapping[str, Verifier] = {
     "square": _square,
     "lightspeed": _lightspeed,
@@ -126,8 +117,12 @@ SIGNATURE_SCHEMES: Mapping[str, Verifier] = {
 }
 
 
-def verify(section: Any, payload: bytes, meta: Mapping[str, str], secret: str, public_url: str = "") -> None:
-    """Check a frame against the profile's `[signature]`; SignatureError when it does not hold."""
+def verify(section: Any, payload: bytes, headers: Mapping[str, str], secret: str, url: str = "") -> None:
+    """Check a request against the profile's `[signature]`; SignatureError when it does not hold.
+
+    `headers` by lower-case name; `url`: the one the sender signs (the source's `public_url`, else
+    the URL the request arrived at).
+    """
     if not secret:
         raise SignatureError("this adapter's webhooks are signed and the source has no secret to check them")
-    SIGNATURE_SCHEMES[section.scheme](section, payload, meta, secret, public_url)
+    SIGNATURE_SCHEMES[section.scheme](section, payload, headers, secret, url)

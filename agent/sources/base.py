@@ -1,22 +1,38 @@
-"""What every transport shares: the Frame it delivers, the Source protocol, and per-source health.
+"""What every transport shares: the Frame it delivers, the Intake it delivers it to, the Source protocol, health.
 
 Rules for a transport (after Vector's component spec):
-- It MUST hand each device message to its source's intake as one `Frame`, unparsed, and
+- It MUST hand each device message to its source's `Intake` as one `Frame`, unparsed, and
   acknowledge the device (2xx, MQTT PUBACK, ...) only after the intake returned: that is,
   after the readings are committed to the buffer. Every transport is at-least-once from the
   device's side; resends are the decoder's to drop.
+- It learns the outcome in its own terms: the intake returns what the frame came to (`Taken`),
+  or raises `FrameRefused` (the frame does not fit its adapter: nothing was written, and
+  sending it again will not help; `NotAuthentic` when its signature is wrong) or `NotStored`
+  (the readings could not be committed: offer the frame again later).
 - It MUST count what it received and what failed in the source's `SourceHealth`, and name
   the stage (receiving, decoding, buffering) in the error it records.
+
+Transports move bytes: they import this module, their own helpers and their options class,
+never the decoder or the buffer. What a transport needs of its source's adapter, the intake
+gives: its name, its format's options (a Modbus register map) and, for a byte stream, a framer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import time
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 HealthState = Literal["ok", "degraded", "down"]
 Stage = Literal["receiving", "decoding", "buffering"]
+# A request header in `Frame.meta` (http_push) is `header:<lower-case name>`.
+HEADER_PREFIX = "header:"
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds, for frames' arrival and health timestamps."""
+    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +46,10 @@ class Frame:
     # `content_type`, and every header as `header:<lower-case name>` (signature checks read them).
     # Never logged: it may hold credentials.
     meta: Mapping[str, str] = field(default_factory=dict)
+
+    def headers(self) -> dict[str, str]:
+        """The request headers the transport put in `meta`, by lower-case name (none but for http_push)."""
+        return {key[len(HEADER_PREFIX) :]: value for key, value in self.meta.items() if key.startswith(HEADER_PREFIX)}
 
 
 @dataclass(slots=True)
@@ -120,13 +140,111 @@ class SourceHealth:
         return asdict(self)
 
 
+class FrameRefused(Exception):
+    """The frame does not fit its source's adapter: nothing of it was written; sending it again will not help."""
+
+
+class NotAuthentic(FrameRefused):
+    """The frame's signature is missing or wrong: it is not from the sender it claims (HTTP 401)."""
+
+
+class NotStored(Exception):
+    """The frame's readings could not be committed (disk full, buffer closed): offer it again later."""
+
+
+class Taken(Protocol):
+    """What a frame came to, once committed."""
+
+    @property
+    def accepted(self) -> int:
+        """Readings taken: neither resends nor ignored."""
+        ...
+
+    @property
+    def duplicates(self) -> int:
+        """Readings dropped as resends."""
+        ...
+
+    @property
+    def records(self) -> int:
+        """Records written."""
+        ...
+
+    @property
+    def ignored(self) -> int:
+        """Items the adapter leaves out (its `[where]`: a payment not completed, another event type)."""
+        ...
+
+
+class Piece(Protocol):
+    """Something a framer cut from a byte stream: a frame, a frame to skip quietly, or garbage (with why)."""
+
+    @property
+    def kind(self) -> Literal["frame", "skipped", "garbage"]:
+        """What it is."""
+        ...
+
+    @property
+    def data(self) -> bytes:
+        """Its bytes."""
+        ...
+
+    @property
+    def note(self) -> str:
+        """Why it is garbage."""
+        ...
+
+
+class Framer(Protocol):
+    """Cuts one device's byte stream into frames (by its adapter's `[framing]`)."""
+
+    def feed(self, data: bytes) -> Sequence[Piece]:
+        """What the stream holds so far, after these bytes."""
+        ...
+
+    def flush(self) -> Sequence[Piece]:
+        """What is left when the stream ends (a partial frame is garbage)."""
+        ...
+
+
 class Intake(Protocol):
-    """A source's way in: decode a frame and commit its readings (see agent/intake.py)."""
+    """A source's way in, as its transport sees it (agent/intake.py's SourceIntake implements it)."""
 
-    health: SourceHealth
+    @property
+    def name(self) -> str:
+        """The source's name (its records' sensor or terminal)."""
+        ...
 
-    def __call__(self, frame: Frame) -> Awaitable[object]:
-        """Take the frame; raises DecodeError (bad frame, nothing written) or BufferError (not stored)."""
+    @property
+    def health(self) -> SourceHealth:
+        """The source's health, which the transport keeps too."""
+        ...
+
+    @property
+    def options(self) -> object:
+        """The source's transport options: the options class its transport registers (config/transports.py)."""
+        ...
+
+    @property
+    def adapter(self) -> str:
+        """The name of the source's adapter profile, for messages."""
+        ...
+
+    @property
+    def format_options(self) -> object:
+        """The adapter's format section as the source uses it (a Modbus transport reads its register map)."""
+        ...
+
+    def framer(self) -> Framer | None:
+        """A new framer for a byte stream from this source's device; None when the adapter has no `[framing]`."""
+        ...
+
+    def __call__(self, frame: Frame, *, once: str = "") -> Awaitable[Taken]:
+        """Take the frame; returns once committed. Raises FrameRefused (nothing written) or NotStored.
+
+        `once`: a key naming the frame's origin (a file): a frame whose key was already taken
+        writes nothing, its readings all counted as duplicates.
+        """
         ...
 
 
@@ -142,6 +260,14 @@ class Source(Protocol):
         ...
 
 
+class TransportFactory(Protocol):
+    """Builds the running Source that serves every configured source of one transport (config/transports.py)."""
+
+    def from_config(self, config: Any, intakes: Sequence[Intake], /) -> Source:
+        """The transport for these sources; `config` is the whole AgentConfig (http_push reads its section)."""
+        ...
+
+
 class SourceError(Exception):
     """A transport could not start or lost its device; `retryable` says whether trying again may help."""
 
@@ -149,5 +275,3 @@ class SourceError(Exception):
         super().__init__(message)
         self.retryable = retryable
 
-
-Clock = Callable[[], float]

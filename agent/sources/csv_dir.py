@@ -24,21 +24,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import hashlib
 import logging
 import os
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from footfall.agent.buffer import BufferError
-from footfall.agent.config import AgentConfig, CsvDirOptions
-from footfall.agent.decode.extract import DecodeError
-from footfall.agent.intake import SourceIntake
-from footfall.agent.sources.base import Frame, SourceError
-from footfall.agent.sources.supervise import Backoff, keep_running, now_ms, stop_tasks
+from footfall.agent.config.transports import CsvDirOptions
+from footfall.agent.sources.backoff import Backoff
+from footfall.agent.sources.base import Frame, FrameRefused, Intake, NotStored, SourceError, now_ms
+from footfall.agent.sources.device import Device, DeviceTransport, options_of
 
 from footfall.logs import event
 from footfall.units import format_size
@@ -64,15 +60,16 @@ class Seen:
     since: float
 
 
-@dataclass(slots=True)
-class Folder:
+@dataclass(slots=True, eq=False)
+class Folder(Device[CsvDirOptions]):
     """One csv_dir source."""
 
-    intake: SourceIntake
-    options: CsvDirOptions
-    backoff: Backoff
     seen: dict[str, Seen] = field(default_factory=dict)
-    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @property
+    def what(self) -> str:
+        """The folder it watches."""
+        return f"folder {self.options.path}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,45 +174,19 @@ def _move(path: Path, folder: Path) -> Path:
     return target
 
 
-class CsvDirSource:
-    """Every csv_dir source, one task each."""
+class CsvDirSource(DeviceTransport[Folder]):
+    """Every csv_dir source, one task each; a folder that does not exist yet is waited for."""
 
-    def __init__(self, intakes: Sequence[SourceIntake]) -> None:
-        self.folders: list[Folder] = []
-        for intake in intakes:
-            options = intake.source.options
-            if not isinstance(options, CsvDirOptions):
-                raise TypeError(f"source {intake.source.name!r} is not a csv_dir source")
-            self.folders.append(Folder(intake, options, Backoff.of(options)))
+    kind = "csv-dir"
+    logger = log
 
-    @classmethod
-    def from_config(cls, config: AgentConfig, intakes: Sequence[SourceIntake]) -> CsvDirSource:
-        """The csv_dir transport for these sources."""
-        return cls(intakes)
+    def device(self, intake: Intake) -> Folder:
+        """A folder for each source."""
+        options = options_of(intake, CsvDirOptions, "csv_dir")
+        return Folder(intake, options, Backoff.of(options))
 
-    async def start(self) -> None:
-        """One task per folder; a folder that does not exist yet is waited for."""
-        for folder in self.folders:
-            name = folder.intake.source.name
-            folder.task = asyncio.create_task(
-                keep_running(
-                    name,
-                    functools.partial(self._session, folder),
-                    [folder.intake.health],
-                    folder.backoff,
-                    what=f"folder {folder.options.path}",
-                ),
-                name=f"footfall-csv-dir:{name}",
-            )
-
-    async def stop(self) -> None:
-        """Stop watching; a file being committed finishes first."""
-        tasks = [f.task for f in self.folders if f.task is not None]
-        await stop_tasks(tasks)
-        for folder in self.folders:
-            folder.task = None
-
-    async def _session(self, folder: Folder) -> None:
+    async def session(self, folder: Folder) -> None:
+        """Scan the folder on the interval until it goes away."""
         options = folder.options
         while True:
             if not await asyncio.to_thread(options.path.is_dir):
@@ -248,8 +219,7 @@ class CsvDirSource:
         return taken
 
     async def _take(self, folder: Folder, path: Path) -> bool:
-        intake, options = folder.intake, folder.options
-        name = intake.source.name
+        intake, options, name = folder.intake, folder.options, folder.name
         try:
             check_name(path.name)
             read = await asyncio.to_thread(read_bounded, path, options.max_file_size, options.max_line)
@@ -264,11 +234,11 @@ class CsvDirSource:
         frame = Frame(name, read.data, received_ms=now_ms(), meta={"file": path.name})
         try:
             result = await intake(frame, once=file_key(path.name, read))
-        except DecodeError as exc:
+        except FrameRefused as exc:
             intake.health.garbage += 1
             await self._refuse(folder, path, str(exc))
             return False
-        except BufferError:
+        except NotStored:
             return False  # not stored: the file stays and is tried again next scan
         moved = await asyncio.to_thread(_move, path, options.path / options.done_dir)
         event(
@@ -294,7 +264,7 @@ class CsvDirSource:
             log,
             "csv_file_refused",
             logging.ERROR,
-            source=folder.intake.source.name,
+            source=folder.name,
             file=printable(path.name),
             moved_to=printable(str(moved)),
             reason=reason,

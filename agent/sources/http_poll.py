@@ -14,18 +14,14 @@ delays another's poll.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import aiohttp
-from footfall.agent.buffer import BufferError
-from footfall.agent.config import AgentConfig, HttpPollOptions
-from footfall.agent.decode.extract import DecodeError
-from footfall.agent.intake import SourceIntake
-from footfall.agent.sources.base import Frame, SourceError
-from footfall.agent.sources.supervise import Backoff, RateLimitedLog, keep_running, now_ms, stop_tasks
+from footfall.agent.config.transports import HttpPollOptions
+from footfall.agent.sources.backoff import Backoff
+from footfall.agent.sources.base import Frame, FrameRefused, Intake, NotStored, SourceError, now_ms
+from footfall.agent.sources.device import Device, DeviceTransport, options_of
 
 from footfall import __version__
 from footfall.logs import event
@@ -33,17 +29,18 @@ from footfall.logs import event
 log = logging.getLogger("footfall.agent.sources.http_poll")
 
 
-@dataclass(slots=True)
-class Poller:
+@dataclass(slots=True, eq=False)
+class Poller(Device[HttpPollOptions]):
     """One http_poll source and its conditional-request validators."""
 
-    intake: SourceIntake
-    options: HttpPollOptions
-    backoff: Backoff
     etag: str = ""
     last_modified: str = ""
     not_modified: int = 0
-    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @property
+    def what(self) -> str:
+        """The URL it polls."""
+        return self.options.url
 
     def headers(self) -> dict[str, str]:
         """The request's headers: the configured ones, auth, and the validators."""
@@ -58,46 +55,19 @@ class Poller:
         return out
 
 
-class HttpPollSource:
+class HttpPollSource(DeviceTransport[Poller]):
     """Every http_poll source of the agent, one task each."""
 
-    def __init__(self, intakes: Sequence[SourceIntake]) -> None:
-        self.pollers: list[Poller] = []
-        for intake in intakes:
-            options = intake.source.options
-            if not isinstance(options, HttpPollOptions):
-                raise TypeError(f"source {intake.source.name!r} is not an http_poll source")
-            self.pollers.append(Poller(intake, options, Backoff.of(options)))
-        self._log = RateLimitedLog(log, every=60.0)
+    kind = "http-poll"
+    logger = log
 
-    @classmethod
-    def from_config(cls, config: AgentConfig, intakes: Sequence[SourceIntake]) -> HttpPollSource:
-        """The http_poll transport for these sources."""
-        return cls(intakes)
+    def device(self, intake: Intake) -> Poller:
+        """A poller for each source, with its validators."""
+        options = options_of(intake, HttpPollOptions, "http_poll")
+        return Poller(intake, options, Backoff.of(options))
 
-    async def start(self) -> None:
-        """One task per source."""
-        for poller in self.pollers:
-            name = poller.intake.source.name
-            poller.task = asyncio.create_task(
-                keep_running(
-                    name,
-                    functools.partial(self._session, poller),
-                    [poller.intake.health],
-                    poller.backoff,
-                    what=poller.options.url,
-                ),
-                name=f"footfall-http-poll:{name}",
-            )
-
-    async def stop(self) -> None:
-        """Stop polling; a body being committed finishes first."""
-        tasks = [p.task for p in self.pollers if p.task is not None]
-        await stop_tasks(tasks)
-        for poller in self.pollers:
-            poller.task = None
-
-    async def _session(self, poller: Poller) -> None:
+    async def session(self, poller: Poller) -> None:
+        """Poll on the interval until the device cannot be reached."""
         options = poller.options
         auth = aiohttp.BasicAuth(options.username, options.password) if options.username else None
         timeout = aiohttp.ClientTimeout(total=options.timeout)
@@ -108,8 +78,7 @@ class HttpPollSource:
 
     async def poll_once(self, session: aiohttp.ClientSession, poller: Poller) -> bytes | None:
         """One GET; the body taken (or None). SourceError when the device cannot be reached."""
-        intake, options = poller.intake, poller.options
-        name = intake.source.name
+        intake, options, name = poller.intake, poller.options, poller.name
         try:
             async with session.get(options.url, headers=poller.headers(), allow_redirects=True) as response:
                 body = await response.read()
@@ -131,17 +100,17 @@ class HttpPollSource:
             return None
         if not 200 <= status < 300:
             intake.health.failed(now_ms(), "receiving", f"{options.url} answered HTTP {status}")
-            self._log("http_poll_status", key=name, source=name, url=options.url, status=status)
+            self.repeated("http_poll_status", key=name, source=name, url=options.url, status=status)
             return None
         frame = Frame(name, body, received_ms=now_ms(), meta={"url": options.url, "status": str(status)})
         try:
             await intake(frame)
-        except DecodeError:
+        except FrameRefused:
             # Counted as an error and logged (rate-limited) by the intake; validators are not kept,
             # so the body is read again and the device's fix is seen at once.
             intake.health.garbage += 1
             return None
-        except BufferError:
+        except NotStored:
             return None  # not stored: validators not kept, the next poll takes the body again
         poller.etag, poller.last_modified = etag, modified
         event(log, "http_poll_taken", logging.DEBUG, source=name, bytes=len(body))

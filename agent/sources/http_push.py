@@ -24,13 +24,20 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
-from footfall.agent.buffer import BufferError
-from footfall.agent.config import AgentConfig, HttpPushOptions, HttpPushSection, split_listen
-from footfall.agent.decode.counters import TakeResult
-from footfall.agent.decode.extract import DecodeError
-from footfall.agent.decode.signature import HEADER_PREFIX, SignatureError
-from footfall.agent.intake import SourceIntake
-from footfall.agent.sources.base import Frame, SourceError
+from footfall.agent.config.reader import split_listen
+from footfall.agent.config.sections import AgentConfig, HttpPushSection
+from footfall.agent.config.transports import HttpPushOptions
+from footfall.agent.sources.base import (
+    HEADER_PREFIX,
+    Frame,
+    FrameRefused,
+    Intake,
+    NotAuthentic,
+    NotStored,
+    SourceError,
+    Taken,
+)
+from footfall.agent.sources.device import options_of
 
 from footfall.logs import event
 
@@ -44,7 +51,7 @@ class PushRoute:
 
     path: str
     token: str
-    intake: SourceIntake
+    intake: Intake
 
 
 class HttpPushServer:
@@ -60,13 +67,11 @@ class HttpPushServer:
         self.port = 0
 
     @classmethod
-    def from_config(cls, config: AgentConfig, intakes: Sequence[SourceIntake]) -> HttpPushServer:
+    def from_config(cls, config: AgentConfig, intakes: Sequence[Intake]) -> HttpPushServer:
         """The server for `intakes` (the http_push sources), configured by `[http_push]`."""
         routes = []
         for intake in intakes:
-            options = intake.source.options
-            if not isinstance(options, HttpPushOptions):
-                raise TypeError(f"source {intake.source.name!r} is not an http_push source")
+            options = options_of(intake, HttpPushOptions, "http_push")
             routes.append(PushRoute(options.path, options.token, intake))
         return cls(config.http_push, routes)
 
@@ -108,7 +113,7 @@ class HttpPushServer:
 
     def _handler(self, route: PushRoute) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         intake = route.intake
-        name = intake.source.name
+        name = intake.name
 
         async def handle(request: web.Request) -> web.Response:
             if route.token and not bearer_matches(request.headers.get("Authorization", ""), route.token):
@@ -136,12 +141,12 @@ class HttpPushServer:
                 },
             )
             try:
-                result: TakeResult = await intake(frame)
-            except SignatureError as exc:
-                return _error(401, "bad_signature", f"{exc} (adapter {intake.profile.name}); nothing was stored")
-            except DecodeError as exc:
-                return _error(400, "malformed", f"{exc} (adapter {intake.profile.name}); nothing was stored")
-            except BufferError as exc:
+                result: Taken = await intake(frame)
+            except NotAuthentic as exc:
+                return _error(401, "bad_signature", f"{exc} (adapter {intake.adapter}); nothing was stored")
+            except FrameRefused as exc:
+                return _error(400, "malformed", f"{exc} (adapter {intake.adapter}); nothing was stored")
+            except NotStored as exc:
                 event(log, "push_not_stored", logging.ERROR, source=name, error=str(exc))
                 return _error(
                     503,

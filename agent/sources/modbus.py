@@ -21,23 +21,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Literal, Protocol, runtime_checkable
 
-from footfall.agent.buffer import BufferError
-from footfall.agent.config import AgentConfig, ModbusSourceOptions
-from footfall.agent.decode.extract import DecodeError
-from footfall.agent.decode.formats.modbus import ModbusOptions
-from footfall.agent.intake import SourceIntake
-from footfall.agent.sources.base import Frame, SourceError
+from footfall.agent.config.transports import ModbusSourceOptions
+from footfall.agent.sources.backoff import Backoff
+from footfall.agent.sources.base import Frame, FrameRefused, Intake, NotStored, SourceError, SourceHealth, now_ms
+from footfall.agent.sources.device import Device, DeviceTransport, options_of
 from footfall.agent.sources.modbus_client import ModbusBus, ModbusDeviceError, ModbusNoAnswer
 from footfall.agent.sources.port_names import BY_ID, PortFollower
 from footfall.agent.sources.serial import port_problem
-from footfall.agent.sources.supervise import Backoff, RateLimitedLog, keep_running, now_ms, stop_tasks
 
 from footfall.logs import event
 
@@ -46,22 +43,23 @@ log = logging.getLogger("footfall.agent.sources.modbus")
 _BUS_KEYS = ("mode", "host", "port", "serial_port", "baud", "parity", "stop_bits", "byte_size")
 
 
-@dataclass(slots=True)
-class Unit:
+@runtime_checkable
+class RegisterMap(Protocol):
+    """What a unit's adapter says to read: a Modbus register map (decode/formats/modbus.py's options)."""
+
+    def blocks(self) -> Sequence[tuple[Literal["holding", "input"], int, int]]:
+        """The (function, start, count) reads that cover every register."""
+        ...
+
+
+@dataclass(slots=True, eq=False)
+class Unit(Device[ModbusSourceOptions]):
     """One configured source: a unit id on a bus, with its register map."""
 
-    intake: SourceIntake
-    options: ModbusSourceOptions
-    map: ModbusOptions
-    last_ms: int = 0
-
-    def stamp(self) -> int:
-        """A poll time strictly after the previous one."""
-        self.last_ms = max(now_ms(), self.last_ms + 1)
-        return self.last_ms
+    map: RegisterMap
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Bus:
     """Units sharing one connection."""
 
@@ -70,7 +68,26 @@ class Bus:
     follower: PortFollower  # rtu: the serial port, or its by-id link once noted
     units: list[Unit] = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    task: asyncio.Task[None] | None = None
+
+    @property
+    def name(self) -> str:
+        """How logs name the bus."""
+        return f"modbus:{self.key[1]}"
+
+    @property
+    def healths(self) -> list[SourceHealth]:
+        """Every unit's health."""
+        return [unit.intake.health for unit in self.units]
+
+    @property
+    def backoff(self) -> Backoff:
+        """The first unit's reconnect delays (every unit's keys are its own, the bus has one connection)."""
+        return self.units[0].backoff
+
+    @property
+    def what(self) -> str:
+        """The bus."""
+        return f"Modbus bus {self.key[1]}"
 
 
 def bus_key(options: ModbusSourceOptions) -> tuple[object, ...]:
@@ -93,7 +110,7 @@ def make_bus(options: ModbusSourceOptions, timeout: float) -> ModbusBus:
     )
 
 
-async def read_unit(client: ModbusBus, unit_id: int, registers: ModbusOptions) -> dict[str, dict[str, int]]:
+async def read_unit(client: ModbusBus, unit_id: int, registers: RegisterMap) -> dict[str, dict[str, int]]:
     """Every block the register map needs, as {function: {address: word}}."""
     words: dict[str, dict[str, int]] = {}
     for function, start, count in registers.blocks():
@@ -104,65 +121,43 @@ async def read_unit(client: ModbusBus, unit_id: int, registers: ModbusOptions) -
     return words
 
 
-class ModbusSource:
+class ModbusSource(DeviceTransport[Bus]):
     """Every modbus source of the agent, grouped by bus."""
 
-    def __init__(self, intakes: Sequence[SourceIntake], *, by_id: str = BY_ID) -> None:
+    kind = "modbus"
+    logger = log
+
+    def __init__(self, intakes: Sequence[Intake], *, by_id: str = BY_ID) -> None:
         self.by_id = by_id
-        self.buses: dict[tuple[object, ...], Bus] = {}
+        super().__init__(intakes)
+
+    def connections(self, intakes: Sequence[Intake]) -> list[Bus]:
+        """The buses, each with the units on it; sources that share a bus must agree on its settings."""
+        buses: dict[tuple[object, ...], Bus] = {}
         for intake in intakes:
-            options = intake.source.options
-            if not isinstance(options, ModbusSourceOptions):
-                raise TypeError(f"source {intake.source.name!r} is not a modbus source")
-            registers = intake.profile.options
-            if not isinstance(registers, ModbusOptions):
+            options = options_of(intake, ModbusSourceOptions, "modbus")
+            registers = intake.format_options
+            if not isinstance(registers, RegisterMap):
                 raise SourceError(
-                    f"source {intake.source.name!r}: adapter {intake.profile.name} is not a Modbus register map "
+                    f"source {intake.name!r}: adapter {intake.adapter} is not a Modbus register map "
                     "(format = 'modbus'); pick a modbus adapter such as generic-modbus-counter",
                     retryable=False,
                 )
             key = bus_key(options)
-            bus = self.buses.setdefault(key, Bus(key, options, PortFollower(options.serial_port, by_id)))
+            bus = buses.setdefault(key, Bus(key, options, PortFollower(options.serial_port, self.by_id)))
             for name in _BUS_KEYS:
                 if getattr(bus.options, name) != getattr(options, name):
-                    first = bus.units[0].intake.source.name
+                    first = bus.units[0].name
                     raise SourceError(
-                        f"sources {first!r} and {intake.source.name!r} share the bus {key[1]} but differ in "
+                        f"sources {first!r} and {intake.name!r} share the bus {key[1]} but differ in "
                         f"{name}; one bus has one {name}",
                         retryable=False,
                     )
-            bus.units.append(Unit(intake, options, registers))
-        self._log = RateLimitedLog(log, every=60.0)
+            bus.units.append(Unit(intake, options, Backoff.of(options), registers))
+        return list(buses.values())
 
-    @classmethod
-    def from_config(cls, config: AgentConfig, intakes: Sequence[SourceIntake]) -> ModbusSource:
-        """The modbus transport for these sources."""
-        return cls(intakes)
-
-    async def start(self) -> None:
-        """One task per bus; a bus that is down now is retried, not fatal."""
-        for bus in self.buses.values():
-            first = bus.units[0]
-            backoff = Backoff.of(first.options)
-            bus.task = asyncio.create_task(
-                keep_running(
-                    f"modbus:{bus.key[1]}",
-                    functools.partial(self._session, bus, backoff),
-                    [u.intake.health for u in bus.units],
-                    backoff,
-                    what=f"Modbus bus {bus.key[1]}",
-                ),
-                name=f"footfall-modbus:{bus.key[1]}",
-            )
-
-    async def stop(self) -> None:
-        """Stop polling; a poll being committed finishes first."""
-        tasks = [b.task for b in self.buses.values() if b.task is not None]
-        await stop_tasks(tasks)
-        for bus in self.buses.values():
-            bus.task = None
-
-    async def _session(self, bus: Bus, backoff: Backoff) -> None:
+    async def session(self, bus: Bus) -> None:
+        """Connect to the bus, then poll every unit on it until the connection is lost."""
         options = bus.options
         if options.mode == "rtu":
             where = await asyncio.to_thread(bus.follower.where)
@@ -189,7 +184,7 @@ class ModbusSource:
             async with asyncio.TaskGroup() as group:
                 for unit in bus.units:
                     group.create_task(
-                        self._poll(bus, client, unit), name=f"footfall-modbus-poll:{unit.intake.source.name}"
+                        self._poll(bus, client, unit), name=f"footfall-modbus-poll:{unit.name}"
                     )
         except* SourceError as group_error:
             raise group_error.exceptions[0] from None
@@ -197,7 +192,7 @@ class ModbusSource:
             client.close()
 
     async def _poll(self, bus: Bus, client: ModbusBus, unit: Unit) -> None:
-        intake, name = unit.intake, unit.intake.source.name
+        intake, name = unit.intake, unit.name
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         while True:
@@ -207,14 +202,14 @@ class ModbusSource:
                     words = await read_unit(client, unit.options.unit, unit.map)
                 except (ModbusDeviceError, ModbusNoAnswer) as exc:
                     intake.health.failed(now_ms(), "receiving", str(exc))
-                    self._log("modbus_unit_error", key=name, source=name, bus=client.label, error=str(exc))
+                    self.repeated("modbus_unit_error", key=name, source=name, bus=client.label, error=str(exc))
                     words = None
             if words is not None:
                 payload = json.dumps({"unit": unit.options.unit, "registers": words}, sort_keys=True).encode()
                 frame = Frame(
                     name, payload, received_ms=at_ms, meta={"bus": client.label, "unit": str(unit.options.unit)}
                 )
-                with contextlib.suppress(DecodeError, BufferError):
+                with contextlib.suppress(FrameRefused, NotStored):
                     # Both are counted in the health by the intake; a cumulative counter loses nothing
                     # when a poll is not stored (its state did not move: the next poll carries the delta).
                     await intake(frame)

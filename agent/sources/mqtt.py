@@ -14,20 +14,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import functools
 import logging
 import re
 import socket
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from footfall.agent.buffer import BufferError
-from footfall.agent.config import AgentConfig, MqttOptions
-from footfall.agent.decode.extract import DecodeError
-from footfall.agent.intake import SourceIntake
-from footfall.agent.sources.base import Frame, SourceError
+from footfall.agent.config.transports import MqttOptions
+from footfall.agent.sources.backoff import Backoff
+from footfall.agent.sources.base import Frame, FrameRefused, Intake, SourceError
+from footfall.agent.sources.device import Device, DeviceTransport, options_of
 from footfall.agent.sources.mqtt_client import Message, MqttClient
-from footfall.agent.sources.supervise import Backoff, RateLimitedLog, keep_running, now_ms, stop_tasks
 
 from footfall.logs import event
 
@@ -61,63 +57,30 @@ def make_client(name: str, options: MqttOptions) -> MqttClient:
     )
 
 
-@dataclass(slots=True)
-class Subscription:
+@dataclass(slots=True, eq=False)
+class Subscription(Device[MqttOptions]):
     """One mqtt source."""
 
-    intake: SourceIntake
-    options: MqttOptions
-    backoff: Backoff
-    task: asyncio.Task[None] | None = None
-    last_ms: int = 0
-
-    def stamp(self) -> int:
-        """A receipt time strictly after the previous message's."""
-        self.last_ms = max(now_ms(), self.last_ms + 1)
-        return self.last_ms
+    @property
+    def what(self) -> str:
+        """The broker."""
+        return f"MQTT broker {self.options.host}:{self.options.port}"
 
 
-class MqttSource:
-    """Every mqtt source of the agent."""
+class MqttSource(DeviceTransport[Subscription]):
+    """Every mqtt source of the agent, one connection each."""
 
-    def __init__(self, intakes: Sequence[SourceIntake]) -> None:
-        self.subscriptions: list[Subscription] = []
-        for intake in intakes:
-            options = intake.source.options
-            if not isinstance(options, MqttOptions):
-                raise TypeError(f"source {intake.source.name!r} is not an mqtt source")
-            self.subscriptions.append(Subscription(intake, options, Backoff.of(options)))
-        self._log = RateLimitedLog(log, every=60.0)
+    kind = "mqtt"
+    logger = log
 
-    @classmethod
-    def from_config(cls, config: AgentConfig, intakes: Sequence[SourceIntake]) -> MqttSource:
-        """The mqtt transport for these sources."""
-        return cls(intakes)
+    def device(self, intake: Intake) -> Subscription:
+        """A subscription of its own for each source (its client id, its persistent session)."""
+        options = options_of(intake, MqttOptions, "mqtt")
+        return Subscription(intake, options, Backoff.of(options))
 
-    async def start(self) -> None:
-        """One task per source; a broker that is down now is retried, not fatal."""
-        for sub in self.subscriptions:
-            name = sub.intake.source.name
-            sub.task = asyncio.create_task(
-                keep_running(
-                    name,
-                    functools.partial(self._session, sub),
-                    [sub.intake.health],
-                    sub.backoff,
-                    what=f"MQTT broker {sub.options.host}:{sub.options.port}",
-                ),
-                name=f"footfall-mqtt:{name}",
-            )
-
-    async def stop(self) -> None:
-        """Disconnect; messages not yet acknowledged stay with the broker for next time."""
-        tasks = [s.task for s in self.subscriptions if s.task is not None]
-        await stop_tasks(tasks)
-        for sub in self.subscriptions:
-            sub.task = None
-
-    async def _session(self, sub: Subscription) -> None:
-        name = sub.intake.source.name
+    async def session(self, sub: Subscription) -> None:
+        """Connect, subscribe, take messages until the broker goes away."""
+        name = sub.name
         client = make_client(name, sub.options)
         pending: collections.deque[tuple[Message, asyncio.Task[bool]]] = collections.deque()
         room = asyncio.Semaphore(MAX_IN_FLIGHT)
@@ -161,24 +124,17 @@ class MqttSource:
 
     async def _take(self, sub: Subscription, message: Message) -> bool:
         """Commit one message's readings; True when it may be acknowledged."""
-        intake = sub.intake
-        name = intake.source.name
         frame = Frame(
-            name,
+            sub.name,
             message.payload,
             received_ms=sub.stamp(),
             meta={"topic": message.topic, "duplicate": str(message.duplicate).lower()},
         )
-        backoff = Backoff(0.5, 30.0)
-        while True:
-            try:
-                await intake(frame)
-                return True
-            except DecodeError as exc:
-                intake.health.garbage += 1
-                self._log("mqtt_garbage", key=name, source=name, topic=message.topic, error=str(exc))
-                return True
-            except BufferError:
-                await asyncio.sleep(backoff.next())
-            except SourceError:
-                return False
+        try:
+            await sub.deliver(frame)
+        except FrameRefused as exc:
+            sub.intake.health.garbage += 1
+            self.repeated("mqtt_garbage", key=sub.name, source=sub.name, topic=message.topic, error=str(exc))
+        except SourceError:
+            return False
+        return True

@@ -29,22 +29,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import functools
 import logging
 import os
 import termios
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import serial
-from footfall.agent.buffer import BufferError
-from footfall.agent.config import AgentConfig, SerialOptions
-from footfall.agent.decode.extract import DecodeError
-from footfall.agent.intake import SourceIntake
-from footfall.agent.sources.base import Frame, SourceError
-from footfall.agent.sources.framing import Framer, Piece
+from footfall.agent.config.transports import SerialOptions
+from footfall.agent.sources.backoff import Backoff
+from footfall.agent.sources.base import Frame, FrameRefused, Intake, Piece, SourceError, now_ms
+from footfall.agent.sources.device import Device, DeviceTransport, options_of
 from footfall.agent.sources.port_names import BY_ID, PortFollower, present_ports
-from footfall.agent.sources.supervise import Backoff, RateLimitedLog, keep_running, now_ms, stop_tasks
 
 from footfall.logs import event
 
@@ -154,75 +150,51 @@ class PortReader:
             self.port.close()
 
 
-@dataclass(slots=True)
-class SerialDevice:
+@dataclass(slots=True, eq=False)
+class SerialDevice(Device[SerialOptions]):
     """One configured serial source and its running state."""
 
-    intake: SourceIntake
-    options: SerialOptions
-    backoff: Backoff
     follower: PortFollower  # the configured port, or its by-id link once noted
     skipped: int = 0
-    last_ms: int = 0
     opened: str = ""  # the name the port was last opened by
-    task: asyncio.Task[None] | None = field(default=None, repr=False)
 
-    def stamp(self) -> int:
-        """A reading time: now, but strictly after the previous frame's."""
-        self.last_ms = max(now_ms(), self.last_ms + 1)
-        return self.last_ms
+    @property
+    def what(self) -> str:
+        """The port."""
+        return f"serial port {self.options.port}"
 
 
-class SerialSource:
+class SerialSource(DeviceTransport[SerialDevice]):
     """Every serial source of the agent, one task each."""
 
-    def __init__(self, intakes: Sequence[SourceIntake], *, by_id: str = BY_ID) -> None:
-        self.by_id = by_id
-        self.devices: list[SerialDevice] = []
-        for intake in intakes:
-            options = intake.source.options
-            if not isinstance(options, SerialOptions):
-                raise TypeError(f"source {intake.source.name!r} is not a serial source")
-            self.devices.append(SerialDevice(intake, options, Backoff.of(options), PortFollower(options.port, by_id)))
-        self._garbage_log = RateLimitedLog(log, every=60.0)
+    kind = "serial"
+    logger = log
 
-    @classmethod
-    def from_config(cls, config: AgentConfig, intakes: Sequence[SourceIntake]) -> SerialSource:
-        """The serial transport for these sources."""
-        return cls(intakes)
+    def __init__(self, intakes: Sequence[Intake], *, by_id: str = BY_ID) -> None:
+        self.by_id = by_id
+        super().__init__(intakes)
+
+    def device(self, intake: Intake) -> SerialDevice:
+        """A device for each source, followed by its port's stable name."""
+        options = options_of(intake, SerialOptions, "serial")
+        return SerialDevice(intake, options, Backoff.of(options), PortFollower(options.port, self.by_id))
 
     async def start(self) -> None:
         """Start one task per port; a port that is missing now is retried, not fatal."""
         for device in self.devices:
-            profile = device.intake.profile
-            if profile.framing is None:
+            if device.intake.framer() is None:
                 raise SourceError(
-                    f"source {device.intake.source.name!r}: adapter {profile.name} has no [framing], so it "
+                    f"source {device.name!r}: adapter {device.intake.adapter} has no [framing], so it "
                     "cannot be read from a serial port; use an adapter made for serial devices",
                     retryable=False,
                 )
-        for device in self.devices:
-            name = device.intake.source.name
-            device.task = asyncio.create_task(
-                keep_running(
-                    name,
-                    functools.partial(self._session, device),
-                    [device.intake.health],
-                    device.backoff,
-                    what=f"serial port {device.options.port}",
-                ),
-                name=f"footfall-serial:{name}",
-            )
+        await super().start()
 
-    async def stop(self) -> None:
-        """Stop reading; a frame being committed finishes first (its commit is shielded)."""
-        tasks = [d.task for d in self.devices if d.task is not None]
-        await stop_tasks(tasks)
-        for device in self.devices:
-            device.task = None
-
-    async def _session(self, device: SerialDevice) -> None:
+    async def session(self, device: SerialDevice) -> None:
+        """Open the port, then read and frame its bytes until it goes away."""
         options, intake = device.options, device.intake
+        framer = intake.framer()
+        assert framer is not None, "start() refuses a source whose adapter has no [framing]"
         where = await asyncio.to_thread(device.follower.where)
         port = open_port(
             where,
@@ -238,21 +210,19 @@ class SerialSource:
                 log,
                 "serial_stable_name",
                 logging.WARNING,
-                source=intake.source.name,
+                source=device.name,
                 port=options.port,
                 by_id=device.follower.stable,
                 hint=device.follower.hint(),
             )
         reader = PortReader(port, where)
-        assert intake.profile.framing is not None
-        framer = Framer(intake.profile.framing)
         intake.health.up()
-        event(log, "serial_open", source=intake.source.name, port=where, baud=options.baud)
+        event(log, "serial_open", source=device.name, port=where, baud=options.baud)
         requester = None
         if options.request:
             requester = asyncio.create_task(
                 self._request(reader, _unescape(options.request), options.request_interval),
-                name=f"footfall-serial-request:{intake.source.name}",
+                name=f"footfall-serial-request:{device.name}",
             )
         try:
             while True:
@@ -277,14 +247,13 @@ class SerialSource:
             await asyncio.sleep(every)
 
     async def _piece(self, device: SerialDevice, piece: Piece) -> None:
-        intake = device.intake
-        name = intake.source.name
+        intake, name = device.intake, device.name
         if piece.kind == "skipped":
             device.skipped += 1
             return
         if piece.kind == "garbage":
             intake.health.threw_away(now_ms(), len(piece.data), f"{len(piece.data)} bytes of garbage: {piece.note}")
-            self._garbage_log(
+            self.repeated(
                 "serial_garbage",
                 key=name,
                 source=name,
@@ -295,12 +264,5 @@ class SerialSource:
             )
             return
         frame = Frame(name, piece.data, received_ms=device.stamp(), meta={"port": device.opened})
-        backoff = Backoff(0.5, 30.0)
-        while True:
-            try:
-                await intake(frame)
-                return
-            except DecodeError:
-                return  # counted and logged by the intake; nothing was written
-            except BufferError:
-                await asyncio.sleep(backoff.next())
+        with contextlib.suppress(FrameRefused):  # counted and logged by the intake; nothing was written
+            await device.deliver(frame)

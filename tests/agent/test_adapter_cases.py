@@ -12,11 +12,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from footfall.agent.buffer import Buffer
 from footfall.agent.clock import Stamp
-from footfall.agent.decode.extract import DecodeError, default_extractors
-from footfall.agent.decode.profile import load_profiles
-from footfall.agent.decode.signature import SignatureError
+from footfall.agent.decode.formats import default_extractors
+from footfall.agent.decode.profile_load import load_profiles
 from footfall.agent.intake import SourceIntake
-from footfall.agent.sources.base import Frame
+from footfall.agent.sources.base import Frame, FrameRefused, NotAuthentic
 from footfall.protocol.records import to_wire
 
 from tests.fixtures.adapter_cases import ROOT, case_folders, load_case
@@ -64,10 +63,10 @@ async def test_adapter_case(folder: Path, tmp_path: Path) -> None:
                 meta=frame.meta("http://127.0.0.1:8088/push"),
             )
             if "error" in want:
-                with pytest.raises(DecodeError) as caught:
+                with pytest.raises(FrameRefused) as caught:
                     await intake(arrived)
                 assert want["error"] in str(caught.value), frame.name
-                assert isinstance(caught.value, SignatureError) == (want.get("status") == 401), frame.name
+                assert isinstance(caught.value, NotAuthentic) == (want.get("status") == 401), frame.name
                 continue
             result = await intake(arrived)
             got = {"accepted": result.accepted, "duplicates": result.duplicates, "records": result.records}

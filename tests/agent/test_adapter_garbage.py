@@ -24,11 +24,12 @@ from typing import Any
 import aiohttp
 import pytest
 from footfall.agent.buffer import Buffer
-from footfall.agent.config import HttpPushSection
-from footfall.agent.decode.extract import DecodeError, default_extractors
-from footfall.agent.decode.profile import load_profiles
+from footfall.agent.config.sections import HttpPushSection
+from footfall.agent.decode.errors import DecodeError
+from footfall.agent.decode.formats import default_extractors
+from footfall.agent.decode.profile_load import load_profiles
 from footfall.agent.intake import SourceIntake
-from footfall.agent.sources.base import Frame
+from footfall.agent.sources.base import Frame, FrameRefused
 from footfall.agent.sources.http_push import HttpPushServer, PushRoute
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -67,7 +68,7 @@ def sign(case: Case, payload: bytes) -> dict[str, str]:
 
 
 def take_garbage(adapter: str, payloads: list[bytes]) -> None:
-    """Each payload must be refused with a DecodeError, counted, and leave the buffer empty."""
+    """Each payload must be refused (FrameRefused), counted, and leave the buffer empty."""
     case = CASES[adapter]
     profile = load_profiles()[adapter]
 
@@ -76,7 +77,7 @@ def take_garbage(adapter: str, payloads: list[bytes]) -> None:
             async with Buffer(Path(folder) / "b.sqlite", max_size=1 << 24, commit_interval=0) as buffer:
                 intake = SourceIntake(case.source(), profile, default_extractors()[profile.format], buffer)
                 for payload in payloads:
-                    with pytest.raises(DecodeError):
+                    with pytest.raises(FrameRefused):
                         await intake(Frame(intake.source.name, payload, 0, {"url": "http://x/", **sign(case, payload)}))
                 assert intake.health.errors == len(payloads)
                 assert intake.health.accepted == 0

@@ -8,22 +8,19 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 import pytest
-from footfall.agent.config import (
-    SECTIONS,
-    TRANSPORT_OPTIONS,
-    AgentConfig,
-    ConfigError,
+from footfall.agent.config.load import load_config, parse_config
+from footfall.agent.config.reader import ConfigError
+from footfall.agent.config.sections import SECTIONS, AgentConfig, SourceConfig
+from footfall.agent.config.transports import (
     CsvDirOptions,
     HttpPollOptions,
     HttpPushOptions,
     ModbusSourceOptions,
     MqttOptions,
     SerialOptions,
-    SourceConfig,
-    load_config,
-    parse_config,
+    transports,
 )
-from footfall.agent.decode.profile import load_profiles
+from footfall.agent.decode.profile_load import load_profiles
 
 CONFIG_MD = Path(__file__).resolve().parents[2] / "agent" / "CONFIG.md"
 SOURCE = """
@@ -161,15 +158,26 @@ def test_a_broken_profile_in_adapter_dirs_is_reported_with_the_config(tmp_path: 
     assert any("broken/profile.toml: fields.start: required for a count/interval profile" in p for p in problems)
 
 
-def test_transport_registry_maps_each_name_to_its_options_class() -> None:
-    assert dict(TRANSPORT_OPTIONS) == {
-        "http_push": HttpPushOptions,
-        "serial": SerialOptions,
-        "modbus": ModbusSourceOptions,
-        "mqtt": MqttOptions,
-        "http_poll": HttpPollOptions,
-        "csv_dir": CsvDirOptions,
+def test_the_transport_registry_maps_each_name_to_its_options_and_its_class() -> None:
+    from footfall.agent.pipeline import Pipeline
+    from footfall.agent.sources.csv_dir import CsvDirSource
+    from footfall.agent.sources.http_poll import HttpPollSource
+    from footfall.agent.sources.http_push import HttpPushServer
+    from footfall.agent.sources.modbus import ModbusSource
+    from footfall.agent.sources.mqtt import MqttSource
+    from footfall.agent.sources.serial import SerialSource
+
+    registry = transports()
+    assert {name: (t.options, t.load()) for name, t in registry.items()} == {
+        "http_push": (HttpPushOptions, HttpPushServer),
+        "serial": (SerialOptions, SerialSource),
+        "modbus": (ModbusSourceOptions, ModbusSource),
+        "mqtt": (MqttOptions, MqttSource),
+        "http_poll": (HttpPollOptions, HttpPollSource),
+        "csv_dir": (CsvDirOptions, CsvDirSource),
     }
+    assert registry is not transports(), "a fresh dict each time: no shared global"
+    assert Pipeline(AgentConfig()).transports == registry, "the pipeline runs what the config accepts"
 
 
 def _documented() -> dict[str, dict[str, str]]:
@@ -191,7 +199,7 @@ def test_config_md_documents_every_key_with_its_true_default() -> None:
     tables = _documented()
     expected = {f"[{name}]": cls for name, cls in SECTIONS.items()}
     expected["[[sources]]"] = SourceConfig
-    expected.update({f'transport = "{name}"': cls for name, cls in TRANSPORT_OPTIONS.items()})
+    expected.update({f'transport = "{name}"': t.options for name, t in transports().items()})
     defaults: dict[str, dict[str, object]] = {}
     for heading, cls in expected.items():
         assert heading in tables, f"CONFIG.md has no section {heading}"

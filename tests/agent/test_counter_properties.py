@@ -21,9 +21,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from footfall.agent.buffer import Buffer
-from footfall.agent.config import HttpPushOptions, SourceConfig
-from footfall.agent.decode.extract import default_extractors
-from footfall.agent.decode.profile import Profile, parse_profile
+from footfall.agent.config.sections import SourceConfig
+from footfall.agent.config.transports import HttpPushOptions
+from footfall.agent.decode.formats import default_extractors
+from footfall.agent.decode.profile import Profile
+from footfall.agent.decode.profile_load import parse_profile
 from footfall.agent.intake import SourceIntake
 from footfall.agent.sources.base import Frame
 from footfall.protocol.records import Count, Record, SensorEvent

@@ -17,8 +17,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from footfall.agent.config import load_config
-from footfall.agent.decode.profile import load_profiles
+from footfall.agent.config.load import load_config
+from footfall.agent.decode.profile_load import load_profiles
 from footfall.agent.doctor import ServiceUser, check_config_secrets, check_serial, service_user
 from footfall.agent.identity import enroll
 from footfall.agent.timesync import kernel_synchronized

@@ -11,9 +11,10 @@ from dataclasses import replace
 from zoneinfo import ZoneInfo
 
 import pytest
-from footfall.agent.decode.extract import DecodeContext, DecodeError, extract
+from footfall.agent.decode.errors import DecodeError
+from footfall.agent.decode.extract import DecodeContext, extract
 from footfall.agent.decode.formats.escpos import EscposExtractor, printed_text
-from footfall.agent.decode.profile import load_profiles
+from footfall.agent.decode.profile_load import load_profiles
 from footfall.protocol.records import Transaction, validate
 
 from tests.fixtures.adapter_cases import ROOT, load_case

@@ -18,9 +18,14 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import pytest
-from footfall.agent.config import ConfigError, HttpPushOptions, SourceConfig
-from footfall.agent.decode.extract import DecodeContext, DecodeError, default_extractors, extract, extract_frame
-from footfall.agent.decode.profile import ProfileError, load_profiles, parse_profile
+from footfall.agent.config.reader import ConfigError
+from footfall.agent.config.sections import SourceConfig
+from footfall.agent.config.transports import HttpPushOptions
+from footfall.agent.decode.errors import DecodeError
+from footfall.agent.decode.extract import DecodeContext, extract, extract_frame
+from footfall.agent.decode.formats import default_extractors
+from footfall.agent.decode.profile import ProfileError
+from footfall.agent.decode.profile_load import load_profiles, parse_profile
 from footfall.agent.decode.readings import CumulativeCount
 from footfall.agent.decode.signature import SignatureError, verify
 from footfall.agent.intake import SourceIntake
@@ -158,13 +163,13 @@ def test_the_generic_hmac_scheme_and_its_refusals() -> None:
     ).signature
     body = b'{"id": 1}'
     digest = hmac.new(b"s3", body, hashlib.sha256).hexdigest()
-    verify(section, body, {"header:x-hub-signature-256": f"sha256={digest}"}, "s3")
+    verify(section, body, {"x-hub-signature-256": f"sha256={digest}"}, "s3")
     with pytest.raises(SignatureError, match="does not match"):
-        verify(section, body, {"header:x-hub-signature-256": f"sha256={digest}"}, "other")
+        verify(section, body, {"x-hub-signature-256": f"sha256={digest}"}, "other")
     with pytest.raises(SignatureError, match="has no X-Hub-Signature-256 header"):
         verify(section, body, {}, "s3")
     with pytest.raises(SignatureError, match="no secret"):
-        verify(section, body, {"header:x-hub-signature-256": digest}, "")
+        verify(section, body, {"x-hub-signature-256": digest}, "")
 
 
 def test_params_are_checked_and_bound_per_source() -> None:
@@ -221,8 +226,10 @@ def test_the_profile_reference_documents_every_key() -> None:
     from dataclasses import fields as dataclass_fields
 
     from footfall.agent.decode import profile as profiles
+    from footfall.agent.decode.profile_fields import FIELD_KEYS
+    from footfall.agent.decode.profile_load import shipped_root
 
-    reference = (Path(str(profiles.shipped_root())) / "README.md").read_text()
+    reference = (Path(str(shipped_root())) / "README.md").read_text()
     sections = {
         "profile": profiles.ProfileSection,
         "time": profiles.TimeSection,
@@ -235,7 +242,7 @@ def test_the_profile_reference_documents_every_key() -> None:
             assert f"\n{f.name} = " in reference, f"[{section}] {f.name} is not in firmware-adapters/README.md"
     for key in ("doc", "default"):
         assert f"\n{key} = " in reference
-    for key in profiles._FIELD_KEYS:
+    for key in FIELD_KEYS:
         assert f"`{key} = " in reference or f"{{ {key} = " in reference, f"field option {key} is undocumented"
     for name in EXTRACTORS:
         assert f"`{name}`" in reference, f"format {name} is undocumented"

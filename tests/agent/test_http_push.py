@@ -14,10 +14,11 @@ from typing import Any
 import aiohttp
 import pytest
 from footfall.agent.buffer import Buffer
-from footfall.agent.config import HttpPushOptions, HttpPushSection, SourceConfig
-from footfall.agent.decode.extract import default_extractors
+from footfall.agent.config.sections import HttpPushSection, SourceConfig
+from footfall.agent.config.transports import HttpPushOptions
+from footfall.agent.decode.formats import default_extractors
 from footfall.agent.decode.formats.json import JsonExtractor
-from footfall.agent.decode.profile import load_profiles
+from footfall.agent.decode.profile_load import load_profiles
 from footfall.agent.intake import SourceIntake
 from footfall.agent.sources.base import SourceError
 from footfall.agent.sources.http_push import HttpPushServer, PushRoute

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from footfall.agent.config import load_config
-from footfall.agent.decode.profile import load_profiles
+from footfall.agent.config.load import load_config
+from footfall.agent.decode.profile_load import load_profiles
 
 from tests.fixtures.collector import CollectorProcess, free_port
 

@@ -15,9 +15,10 @@ import aiohttp
 import pytest
 from footfall.agent.buffer import Buffer
 from footfall.agent.clock import Stamp
-from footfall.agent.config import HttpPushOptions, HttpPushSection, SourceConfig
+from footfall.agent.config.sections import HttpPushSection, SourceConfig
+from footfall.agent.config.transports import HttpPushOptions
 from footfall.agent.decode.formats.json import JsonExtractor
-from footfall.agent.decode.profile import load_profiles
+from footfall.agent.decode.profile_load import load_profiles
 from footfall.agent.intake import SourceIntake
 from footfall.agent.sources.http_push import HttpPushServer, PushRoute
 from footfall.protocol.records import MAX_COUNT, MAX_NAME_CHARS, MAX_RAW_CHARS, Transaction

@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 from footfall.agent.cli import app
-from footfall.agent.config import load_config
+from footfall.agent.config.load import load_config
 from footfall.agent.identity import enroll
 from footfall.agent.pipeline import Pipeline
 from footfall.protocol.records import Count, Transaction
@@ -88,6 +88,29 @@ def test_importing_the_agent_never_imports_the_collector_or_psycopg() -> None:
     command = [sys.executable, "-c", code]
     done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=60, cwd=REPO)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_gateway_with_http_devices_only_loads_no_serial_modbus_or_mqtt_library(tmp_path: Path) -> None:
+    """pyserial, pymodbus and paho-mqtt are imported by their transport, when a source needs it, never before."""
+    config = write_config(tmp_path, extra='[[sources]]\nname = "beam"\ntransport = "serial"\n'
+                          'adapter = "pointsix-beam"\nport = "/dev/ttyUSB0"\nenabled = false\n')
+    heavy = "sorted(m for m in sys.modules if m.split('.')[0] in ('serial', 'pymodbus', 'paho'))"
+    code = (
+        "import sys\n"
+        "from footfall.agent.config.load import load_config\n"
+        "from footfall.agent.pipeline import Pipeline\n"
+        f"config = load_config({str(config)!r})\n"
+        "pipeline = Pipeline(config)\n"
+        "pipeline.transports['http_push'].from_config(config, [])\n"
+        f"print({heavy})\n"
+        "pipeline.transports['serial'].load()\n"
+        f"print({heavy})\n"
+    )
+    command = [sys.executable, "-c", code]
+    done = subprocess.run(command, check=True, capture_output=True, text=True, timeout=60, cwd=REPO)
+    before, after = done.stdout.splitlines()
+    assert before == "[]", "loaded before any source needed it: " + before
+    assert "'serial'" in after, "the serial transport brings pyserial when a source needs it"
 
 
 async def test_a_reading_travels_from_device_to_collector(tmp_path: Path, peer: PeerCollector) -> None:

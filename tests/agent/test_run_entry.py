@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from footfall.agent.config import DEFAULT_CONFIG_PATH
+from footfall.agent.config.load import DEFAULT_CONFIG_PATH
 from footfall.agent.run import run_config
 
 REPO = Path(__file__).resolve().parents[2]

@@ -18,12 +18,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
-from footfall.agent.config import AgentConfig, SourceConfig, load_config
+from footfall.agent.config.load import load_config
+from footfall.agent.config.sections import AgentConfig, SourceConfig
 from footfall.agent.identity import enroll
 from footfall.agent.intake import SourceIntake
 from footfall.agent.pipeline import Pipeline
+from footfall.agent.sources.backoff import Backoff
 from footfall.agent.sources.base import Frame, SourceError
-from footfall.agent.sources.supervise import Backoff, keep_running, stop_tasks
+from footfall.agent.sources.device import keep_running, stop_tasks
 from footfall.agent.status import render
 from footfall.agent.supervise import SourceSupervisor
 from footfall.protocol.records import Count

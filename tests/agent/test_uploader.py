@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from footfall.agent.buffer import Buffer
-from footfall.agent.config import UploadSection
+from footfall.agent.config.sections import UploadSection
 from footfall.agent.identity import Identity, enroll, load_identity, load_key, save_identity, write_key
 from footfall.agent.uploader import Uploader, _retry_after
 from footfall.protocol import signing

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from footfall.agent.config import (
+from footfall.agent.config.sections import (
     AgentConfig,
     AgentSection,
     BufferSection,
@@ -29,10 +29,9 @@ from footfall.agent.config import (
     HttpPushSection,
     UploadSection,
 )
-from footfall.agent.decode.extract import DecodeError
 from footfall.agent.identity import enroll
 from footfall.agent.pipeline import Pipeline
-from footfall.agent.sources.base import Frame
+from footfall.agent.sources.base import Frame, FrameRefused
 from footfall.agent.sources.http_push import HttpPushServer
 
 from tests.agent.conftest import eventually
@@ -67,7 +66,7 @@ async def deliver(case: Case, pipeline: Pipeline) -> None:
             if not over_http:
                 meta = frame.meta(f"http://127.0.0.1{PUSH_PATH}")
                 if "error" in want:
-                    with pytest.raises(DecodeError):
+                    with pytest.raises(FrameRefused):
                         await intake(Frame(intake.source.name, frame.payload, int(time.time() * 1000), meta))
                 else:
                     await intake(Frame(intake.source.name, frame.payload, int(time.time() * 1000), meta))

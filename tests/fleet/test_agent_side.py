@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from footfall.agent.config import load_config
+from footfall.agent.config.load import load_config
 from footfall.agent.fleet_config import ConfigRefused
 from footfall.agent.identity import enroll
 from footfall.agent.pipeline import Pipeline

@@ -50,7 +50,7 @@ from datetime import datetime
 from typing import Any
 
 from footfall.agent.decode.currencies import is_currency
-from footfall.agent.decode.extract import DecodeError
+from footfall.agent.decode.errors import DecodeError
 from footfall.agent.decode.formats.named import NamedValues, unknown_keys
 
 ESC, GS, FS, DLE = 0x1B, 0x1D, 0x1C, 0x10

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from footfall.agent.decode.extract import DecodeError
+from footfall.agent.decode.errors import DecodeError
 from footfall.agent.decode.formats.json import json_items, parse_items, parse_json
 from footfall.agent.decode.formats.tree import Node, TreePath, compile_json, get_json
 

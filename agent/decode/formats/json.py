@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from footfall.agent.decode.extract import DecodeError, show
+from footfall.agent.decode.errors import DecodeError, show
 from footfall.agent.decode.formats.tree import ABSENT, Node, TreePath, compile_json, get_json, iterate_json
 
 

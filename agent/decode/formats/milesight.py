@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
-from footfall.agent.decode.extract import DecodeError
+from footfall.agent.decode.errors import DecodeError
 from footfall.agent.decode.formats.named import NamedValues, unknown_keys
 
 _ZONE = re.compile(r"UTC\s*([+-])\s*(\d{1,2})(?::?(\d{2}))?")

@@ -23,7 +23,7 @@ from xml.etree.ElementTree import Element, ParseError
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
-from footfall.agent.decode.extract import DecodeError
+from footfall.agent.decode.errors import DecodeError
 from footfall.agent.decode.formats.json import parse_items
 from footfall.agent.decode.formats.tree import Node, TreePath, compile_xml, get_xml, iterate_xml
 

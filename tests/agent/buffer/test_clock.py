@@ -21,7 +21,7 @@ import pytest
 from footfall.agent.buffer import Buffer, writer
 from footfall.agent.buffer.held import Held, place
 from footfall.agent.clock import AgentClock, ClockSettings, Stamp, Trust
-from footfall.agent.config import load_config
+from footfall.agent.config.load import load_config
 from footfall.agent.decode.counters import CounterPolicy, take
 from footfall.agent.identity import enroll
 from footfall.agent.pipeline import Pipeline

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 from footfall.agent.buffer import Buffer, read_stats
 from footfall.agent.buffer.requeue import RequeueError, requeue_rejected
-from footfall.agent.config import (
+from footfall.agent.config.sections import (
     AgentConfig,
     AgentSection,
     BufferSection,
@@ -26,10 +26,10 @@ from footfall.agent.config import (
     HeartbeatSection,
     HttpPushSection,
     MetricsSection,
-    SerialOptions,
     SourceConfig,
     UploadSection,
 )
+from footfall.agent.config.transports import SerialOptions
 from footfall.agent.doctor import check_agent
 from footfall.agent.identity import enroll
 from footfall.agent.pipeline import BUFFER_FILE, Pipeline

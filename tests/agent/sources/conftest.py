@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 from footfall.agent.buffer import Buffer
-from footfall.agent.config import SourceConfig
-from footfall.agent.decode.extract import default_extractors
-from footfall.agent.decode.profile import load_profiles
+from footfall.agent.config.sections import SourceConfig
+from footfall.agent.decode.formats import default_extractors
+from footfall.agent.decode.profile_load import load_profiles
 from footfall.agent.intake import SourceIntake
 from footfall.protocol.records import Record
 

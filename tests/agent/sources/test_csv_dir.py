@@ -9,7 +9,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from footfall.agent.buffer import Buffer
-from footfall.agent.config import CsvDirOptions
+from footfall.agent.config.transports import CsvDirOptions
 from footfall.agent.sources.csv_dir import CsvDirSource
 from footfall.protocol.records import Count
 
@@ -152,7 +152,7 @@ async def refused_reading(drop: Path, store: Buffer, **options: object) -> tuple
     source = CsvDirSource([intake])
     tracemalloc.start()
     try:
-        assert await source.scan(source.folders[0]) == 0
+        assert await source.scan(source.devices[0]) == 0
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

@@ -6,7 +6,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from footfall.agent.config import parse_config
+from footfall.agent.config.load import parse_config
 from footfall.agent.pipeline import Pipeline
 from footfall.agent.status import gather, render
 

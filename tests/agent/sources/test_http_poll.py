@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 from aiohttp import web
 from footfall.agent.buffer import Buffer
-from footfall.agent.config import HttpPollOptions
+from footfall.agent.config.transports import HttpPollOptions
 from footfall.agent.sources.http_poll import HttpPollSource
 from footfall.protocol.records import Count
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from footfall.agent.buffer import Buffer
-from footfall.agent.config import ModbusSourceOptions
+from footfall.agent.config.transports import ModbusSourceOptions
 from footfall.agent.sources.modbus import ModbusSource
 from footfall.protocol.records import Count, SensorEvent
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from footfall.agent.buffer import Buffer, read_stats
-from footfall.agent.config import MqttOptions
+from footfall.agent.config.transports import MqttOptions
 from footfall.agent.sources.mqtt import MqttSource, default_client_id
 from footfall.protocol.records import Count
 

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from footfall.agent.buffer import Buffer
 from footfall.agent.clock import Stamp
-from footfall.agent.config import SerialOptions, SourceConfig
+from footfall.agent.config.sections import SourceConfig
+from footfall.agent.config.transports import SerialOptions
 from footfall.agent.decode.checksums import compute
-from footfall.agent.decode.extract import default_extractors
-from footfall.agent.decode.profile import load_profiles
+from footfall.agent.decode.formats import default_extractors
+from footfall.agent.decode.profile_load import load_profiles
 from footfall.agent.intake import SourceIntake
 from footfall.agent.sources.base import Frame
 from footfall.agent.sources.serial import SerialSource

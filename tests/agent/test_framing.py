@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from footfall.agent.decode.checksums import compute
-from footfall.agent.decode.profile import load_profiles
-from footfall.agent.sources.framing import FrameKind, Framer, Framing, parse_framing
+from footfall.agent.decode.framing import FrameKind, Framer, Framing, parse_framing
+from footfall.agent.decode.profile_load import load_profiles
 from hypothesis import given
 from hypothesis import strategies as st
 
