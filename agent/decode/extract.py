@@ -36,9 +36,9 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
-from footfall.agent.decode.currencies import minor_unit_digits
 from footfall.agent.decode.formats.tree import ABSENT
 from footfall.agent.decode.readings import CumulativeCount, Reading
+from footfall.protocol.currencies import minor_unit_digits
 from footfall.protocol.errors import MalformedBatch
 from footfall.protocol.records import (
     MAX_RAW_CHARS,
@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from footfall.agent.decode.profile import Profile
 
 # `decimals = "currency"`: an amount in the currency's major unit, with as many decimals as its
-# minor unit has (agent/decode/currencies.py); scaled once the reading's currency is known.
+# minor unit has (protocol/currencies.py); scaled once the reading's currency is known.
 BY_CURRENCY = -1
 
 
