@@ -79,6 +79,10 @@ class ErrorAnswer:
         """The JSON object every error answer has."""
         return {"error": self.code, "message": self.message}
 
+    def encode(self) -> bytes:
+        """The body as sent."""
+        return json.dumps(self.as_json()).encode()
+
     @classmethod
     def decode(cls, body: bytes) -> ErrorAnswer:
         """Read any error body: the code ("" when there is none) and a reason (the message, the code, or the body)."""

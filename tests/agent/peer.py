@@ -34,6 +34,8 @@ class Answer:
     status: int
     body: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+    # Bytes sent as they are instead of `body` (a proxy's page, say).
+    raw: bytes | None = None
 
 
 @dataclass
@@ -124,6 +126,8 @@ class PeerCollector:
         if self.script:
             answer = self.script.pop(0)
             self.seen.append(Seen(answer.status, seqs))
+            if answer.raw is not None:
+                return web.Response(status=answer.status, body=answer.raw, headers=answer.headers)
             return self._answer(answer.status, answer.body, answer.headers)
         response = self._check(request, body)
         self.seen.append(Seen(response.status, seqs))
