@@ -120,7 +120,7 @@ class Heartbeat:
             self._refused(reply)
             return
         try:
-            answer = proto.decode_heartbeat_answer(reply.text.encode())
+            answer = proto.decode_heartbeat_answer(reply.raw)
         except ProtocolError as exc:
             self._skipped(f"the collector's heartbeat answer is not understood: {exc}")
             return
@@ -262,7 +262,7 @@ class Heartbeat:
                   reason=reply.reason)
             return
         try:
-            document = proto.decode_config_document(reply.text.encode())
+            document = proto.decode_config_document(reply.raw)
             if document.version != ref.version:
                 raise fleet_config.ConfigRefused(f"asked for version {ref.version}, got {document.version}")
             config = fleet_config.validate(document.config, pipeline.local_config)

@@ -7,7 +7,9 @@ mark (protocol/SPEC.md section 6). The rules it keeps:
   `max_records` or `max_bytes`, or when its oldest record is `max_age` old; the buffer's
   `changed` event wakes it, it never polls.
 - The body is spliced from the stored packed records (`envelope.encode_packed_records`) and
-  signed (`signing.sign_request`, path `/v1/ingest`).
+  sent signed (`collector_client.send_signed`, path `/v1/ingest`).
+- What an answer means is the protocol's (`protocol/answers.interpret`: Ack, Split, Isolate,
+  FixClock, Reenroll or Retry); this module only acts on it: it is the driver.
 - Nothing is deleted before a 2xx; then everything its `acked_seq` covers is.
 - Each attempt first claims its batch in the buffer (`Buffer.claim`): records an overflow
   dropped since the batch was read are never sent (their gap event already counts them), and
@@ -38,32 +40,32 @@ mark (protocol/SPEC.md section 6). The rules it keeps:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from footfall.agent.buffer import Buffer, StoredRecord, unpack_parked
+from footfall.agent.collector_client import CollectorUnreachable, Reply, send_signed
 from footfall.agent.config.sections import UploadSection
 from footfall.agent.identity import Identity, IdentityError, load_identity, load_key
-from footfall.protocol import signing
+from footfall.protocol.answers import Ack, Action, FixClock, Isolate, Reenroll, Split, interpret
 from footfall.protocol.envelope import CONTENT_TYPE, encode_packed_records
-from footfall.protocol.fleet import HEADER_CLOCK_OFFSET
+from footfall.protocol.ingest import INGEST_PATH
 from footfall.protocol.records import Record
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_never, wait_exponential, wait_random
 
 from footfall.logs import event
 
 log = logging.getLogger("footfall.agent.uploader")
-INGEST_PATH = "/v1/ingest"
 # An upload in flight this long past its request timeout is hung (the watchdog stops pinging).
 STUCK_MARGIN_S = 30.0
+# What becomes of a batch once the collector has answered: acked, or halved (the other answers are retried).
+Fate = Ack | Split | Isolate
 
 
 class UploadError(Exception):
@@ -111,15 +113,6 @@ class UploadStatus:
         return asdict(self)
 
 
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    kind: str  # "ok", "too_large", "malformed" or "timed_out"
-    acked_seq: int = 0
-    accepted: int = 0
-    duplicates: int = 0
-    reason: str = ""
-
-
 class Uploader:
     """Drains the buffer to the collector; `await run()` until cancelled."""
 
@@ -160,9 +153,9 @@ class Uploader:
         )
 
     @property
-    def ingest_url(self) -> str:
+    def collector_url(self) -> str:
         """Where batches go: `[collector] url` if set, else the URL enrollment recorded."""
-        return (self.url_override or self.identity.collector_url.rstrip("/")) + INGEST_PATH
+        return self.url_override or self.identity.collector_url.rstrip("/")
 
     async def run(self) -> None:
         """Upload for ever (until cancelled), one batch at a time."""
@@ -199,6 +192,7 @@ class Uploader:
 
     async def _deliver(self, session: aiohttp.ClientSession, records: list[StoredRecord]) -> None:
         """Send `records` in order until each is acked or rejected, splitting on 413, 400 and timeouts."""
+        why = ""
         try:
             answer = await self._post_retrying(session, records)
         except UploadError as exc:
@@ -206,8 +200,8 @@ class Uploader:
                 raise
             # Too big for this uplink within the timeout: halve it, and keep later batches that small.
             self.status.batch_limit = max(1, len(records) // 2)
-            answer = _Answer("timed_out", reason=str(exc))
-        if answer.kind == "ok":
+            answer, why = Split(str(exc)), "timed_out"
+        if isinstance(answer, Ack):
             try:
                 await self._acked(records, answer)
             finally:
@@ -215,11 +209,9 @@ class Uploader:
             return
         self.buffer.release()
         if len(records) == 1:
-            reason = (
-                answer.reason
-                if answer.kind == "malformed"
-                else f"alone over the collector's size limit: {answer.reason}"
-            )
+            reason = answer.reason
+            if not isinstance(answer, Isolate):
+                reason = f"alone over the collector's size limit: {reason}"
             await self.buffer.reject(records[0].seq, reason)
             self.status.rejected += 1
             self.status.last_rejected = reason
@@ -230,11 +222,13 @@ class Uploader:
             return
         self.status.splits += 1
         middle = len(records) // 2
-        event(log, "batch_split", logging.WARNING, why=answer.kind, records=len(records), reason=answer.reason)
+        why = why or ("malformed" if isinstance(answer, Isolate) else "too_large")
+        event(log, "batch_split", logging.WARNING, why=why, records=len(records), reason=answer.reason)
         await self._deliver(session, records[:middle])
         await self._deliver(session, records[middle:])
 
-    async def _acked(self, records: list[StoredRecord], answer: _Answer) -> None:
+    async def _acked(self, records: list[StoredRecord], ack: Ack) -> None:
+        answer = ack.answer
         first, last = records[0].seq, records[-1].seq
         stats = await self.buffer.stats()
         if answer.acked_seq >= stats.next_seq:
@@ -273,7 +267,7 @@ class Uploader:
             # sent again in seq order from a fresh read.
             raise _Restart
 
-    async def _post_retrying(self, session: aiohttp.ClientSession, records: list[StoredRecord]) -> _Answer:
+    async def _post_retrying(self, session: aiohttp.ClientSession, records: list[StoredRecord]) -> Fate:
         def worth_retrying(error: BaseException) -> bool:
             # A timeout of a batch that can still be halved goes back to _deliver, which splits it.
             return isinstance(error, UploadError) and not (error.timed_out and len(records) > 1)
@@ -314,7 +308,7 @@ class Uploader:
             attempt=retry_state.attempt_number,
         )
 
-    async def _post_once(self, session: aiohttp.ClientSession, records: list[StoredRecord]) -> _Answer:
+    async def _post_once(self, session: aiohttp.ClientSession, records: list[StoredRecord]) -> Fate:
         """One attempt, with the batch claimed in the buffer; released on failure, else by `_deliver` when handled."""
         first, last = records[0].seq, records[-1].seq
         if not await self.buffer.claim(first, last, len(records)):
@@ -328,62 +322,57 @@ class Uploader:
             self.buffer.release()
             raise
 
-    async def _send(self, session: aiohttp.ClientSession, records: list[StoredRecord]) -> _Answer:
+    async def _send(self, session: aiohttp.ClientSession, records: list[StoredRecord]) -> Fate:
         if self._reload_identity:
             self._try_reload_identity()
         agent = self.identity.agent_id
         now = self._clock()
         body = encode_packed_records(agent, [r.body for r in records], records[0].seq, records[-1].seq, int(now * 1000))
-        timestamp = int(now + self.status.clock_offset_s)
-        headers = signing.sign_request(self.key, "POST", INGEST_PATH, agent, timestamp, body).as_dict()
-        headers["Content-Type"] = CONTENT_TYPE
         self.status.state = "sending" if self.status.state != "re-enroll" else "re-enroll"
         self.status.attempts += 1
         self.status.last_attempt_ms = int(now * 1000)
-        self._in_flight_since = time.monotonic()
-        headers[HEADER_CLOCK_OFFSET] = f"{self.status.clock_offset_s:.3f}"
-        started = time.monotonic()
+        self._in_flight_since = started = time.monotonic()
         try:
-            async with session.post(self.ingest_url, data=body, headers=headers) as response:
-                text = await response.text()
-                status = response.status
-                server_time = response.headers.get(signing.HEADER_SERVER_TIME)
-                retry_after = _retry_after(response.headers.get("Retry-After"), self._clock())
-        except TimeoutError:
+            reply = await send_signed(
+                session, self.collector_url, "POST", INGEST_PATH, agent, self.key, body, content_type=CONTENT_TYPE,
+                offset_s=self.status.clock_offset_s, timeout_s=self.timeout, clock=self._clock,
+            )
+        except CollectorUnreachable as exc:
             self._observe(started, 0)
-            # aiohttp's own timeouts (ServerTimeoutError, ...) are TimeoutErrors too.
-            raise self._failed(
-                f"no answer from the collector at {self.ingest_url} within {self.timeout:g} s "
-                f"({len(records)} records, {len(body)} bytes)",
-                timed_out=True,
-            ) from None
-        except aiohttp.ClientError as exc:
-            self._observe(started, 0)
-            raise self._failed(
-                f"cannot reach the collector at {self.ingest_url}: {exc or type(exc).__name__}"
-            ) from None
+            if exc.timed_out:
+                raise self._failed(
+                    f"no answer from the collector at {self.collector_url}{INGEST_PATH} within {self.timeout:g} s "
+                    f"({len(records)} records, {len(body)} bytes)",
+                    timed_out=True,
+                ) from None
+            raise self._failed(str(exc)) from None
         finally:
             self._in_flight_since = None
-        self._observe(started, status)
-        self._report_server_time(server_time, now)
-        payload = _json(text)
-        reason = str(payload.get("message") or payload.get("error") or text[:200])
-        if 200 <= status < 300:
-            acked = payload.get("acked_seq")
-            if type(acked) is not int:
-                raise self._failed(f"the collector answered {status} without an acked_seq: {text[:200]!r}", status)
-            if self.status.state == "re-enroll":
+        self._observe(started, reply.status)
+        self._report_server_time(reply)
+        return self._act(interpret(reply.status, reply.headers, reply.raw, reply.sent), reply.status)
+
+    def _act(self, action: Action, status: int) -> Fate:
+        """Keep the status an answer changes; the batch's fate goes back to `_deliver`, a retry to tenacity."""
+        if isinstance(action, Ack | Split | Isolate):
+            if isinstance(action, Ack) and self.status.state == "re-enroll":
                 self.status.state = "sending"
-            return _Answer("ok", acked, _int(payload.get("accepted")), _int(payload.get("duplicates")))
-        if status == 413:
-            return _Answer("too_large", reason=reason)
-        if status == 400:
-            return _Answer("malformed", reason=reason)
-        if status == 401:
-            return self._unauthorized(payload, reason, server_time, now)
-        if status in (429, 503):
-            raise self._failed(f"collector busy ({status}): {reason}", status, retry_after)
-        raise self._failed(f"collector answered {status}: {reason}", status)
+            return action
+        if isinstance(action, FixClock):
+            moved = abs(action.offset_s - self.status.clock_offset_s) > 1
+            self.status.clock_offset_s = action.offset_s
+            event(log, "clock_offset_corrected", logging.WARNING, offset_s=round(action.offset_s, 1))
+            message = f"request clock off by {action.offset_s:+.0f} s; corrected"
+            raise self._failed(message, status, 0.0 if moved else None)
+        if isinstance(action, Reenroll):
+            self.status.state = "re-enroll"
+            self._reload_identity = True
+            raise self._failed(
+                f"the collector refused this agent ({action.reason}); it may be revoked or unknown: re-enroll with "
+                "`footfall agent enroll --force`; readings stay buffered",
+                status,
+            )
+        raise self._failed(action.reason, status, action.after_s)
 
     def stuck(self) -> str | None:
         """A watchdog probe: why the upload in flight looks hung (it outlived its timeout), or None."""
@@ -392,32 +381,9 @@ class Uploader:
             return f"an upload has been in flight for {time.monotonic() - since:.0f} s (timeout {self.timeout:.0f} s)"
         return None
 
-    def _report_server_time(self, header: str | None, sent: float) -> None:
-        if self._on_server_time is None or header is None:
-            return
-        try:
-            server = float(header)
-        except ValueError:
-            return
-        self._on_server_time(server, sent, self._clock())
-
-    def _unauthorized(self, payload: dict[str, Any], reason: str, server_time: str | None, now: float) -> _Answer:
-        if payload.get("error") == "timestamp_out_of_window" and server_time is not None:
-            try:
-                offset = float(server_time) - now
-            except ValueError:
-                offset = self.status.clock_offset_s
-            moved = abs(offset - self.status.clock_offset_s) > 1
-            self.status.clock_offset_s = offset
-            event(log, "clock_offset_corrected", logging.WARNING, offset_s=round(offset, 1), server_time=server_time)
-            raise self._failed(f"request clock off by {offset:+.0f} s; corrected", 401, 0.0 if moved else None)
-        self.status.state = "re-enroll"
-        self._reload_identity = True
-        raise self._failed(
-            f"the collector refused this agent ({reason}); it may be revoked or unknown: re-enroll with "
-            "`footfall agent enroll --force`; readings stay buffered",
-            401,
-        )
+    def _report_server_time(self, reply: Reply) -> None:
+        if self._on_server_time is not None and reply.server_time is not None:
+            self._on_server_time(reply.server_time, reply.sent, reply.received)
 
     def _observe(self, started: float, status: int) -> None:
         """Note how long the request took (for the adaptive batch size) and tell the metrics."""
@@ -443,28 +409,3 @@ class Uploader:
             self.status.state = "sending"
         self.identity, self.key = identity, key
 
-
-def _retry_after(value: str | None, now: float) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None if absent or unreadable."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-    except (TypeError, ValueError):
-        return None
-
-
-def _json(text: str) -> dict[str, Any]:
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _int(value: Any) -> int:
-    return value if type(value) is int else 0

@@ -26,6 +26,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from footfall.protocol.answers import IngestAnswer
 from footfall.protocol.envelope import decode_body
 from footfall.protocol.errors import ProtocolError
 from footfall.protocol.records import SensorEvent
@@ -101,7 +102,7 @@ class PlainCollector:
                     self.gap_seqs += record.lost_last - record.lost_first + 1
             else:
                 self.readings += 1
-        return self._answer(200, {"accepted": len(batch.records), "duplicates": 0, "acked_seq": batch.seq_last})
+        return self._answer(200, IngestAnswer(len(batch.records), 0, batch.seq_last).as_json())
 
 
 @dataclass

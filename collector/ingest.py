@@ -1,21 +1,13 @@
 """`POST /v1/ingest`: verify a signed batch, drop what was already committed, commit the rest in one transaction.
 
-The checks run cheapest and least trusting first, and nothing touches the data tables until
-all have passed (protocol/SPEC.md §6):
-
-1. content type (415);
-2. the signing headers name an enrolled, active agent (401 `missing_signature`,
-   `unknown_agent`, `revoked_agent`);
-3. the request timestamp is inside the window (401 `timestamp_out_of_window`);
-4. only now the body, read with a limit (413): a request nobody signed costs its headers;
-5. the Ed25519 signature verifies over the exact body (401 `bad_signature`);
-6. the body decodes to a valid batch whose records keep the protocol's bounds, times included
-   (`records.validate` with our clock: 400 `malformed_batch`, 413 `batch_too_large`), and the
-   envelope's agent is the signer (400 `agent_mismatch`).
-
-Hashing, verifying and decoding run in a worker thread (`asyncio.to_thread`): the decoder is
-bounded (protocol/envelope.py), but a legitimate 20,000-record batch is still a few hundred
-milliseconds of work, and no upload may hold the event loop, and `/healthz` with it, that long.
+The checks and their order are the protocol's (protocol/ingest.py, SPEC.md §6): content type,
+signing headers, the agent (its key looked up here), the timestamp window, and only then the
+body, read with our limit, its signature and its decoding with our clock. This module drives
+those steps: it answers the key lookups (from a short cache, or the database) and reads the
+body. Every step after the body is in hashes, verifies or decodes it, and runs in a worker
+thread (`asyncio.to_thread`): the decoder is bounded (protocol/envelope.py), but a legitimate
+20,000-record batch is still a few hundred milliseconds of work, and no upload may hold the
+event loop, and `/healthz` with it, that long.
 
 Then ONE transaction: the agent's row `FOR UPDATE` (so concurrent uploads of one agent, on
 any number of collector processes, queue here), the records above its seq high-water mark,
@@ -51,15 +43,16 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 from aiohttp import web
-from footfall.protocol.envelope import CONTENT_TYPE, Batch, decode_body
+from footfall.protocol.answers import IngestAnswer
+from footfall.protocol.envelope import Batch
 from footfall.protocol.errors import AuthError, BadSignature, BatchTooLarge, MalformedBatch, ProtocolError
+from footfall.protocol.ingest import NeedBody, Opened, advance, signed_batch_steps
 from footfall.protocol.records import Record, SensorEvent, Transaction
-from footfall.protocol.signing import SignedHeaders, check_timestamp, read_headers, verify_request
 from psycopg_pool import AsyncConnectionPool
 
 from footfall.logs import event
 
-from .errors import ApiError, Unavailable, UnsupportedMediaType
+from .errors import ApiError, Unavailable
 from .http import read_limited
 from .store import AgentContext, Store
 
@@ -70,19 +63,6 @@ MAX_NEW_SENSORS = 100
 _RETRIES = 3
 # An agent clock further than this from ours is shown as `skewed` (agents hold readings they time meanwhile).
 CLOCK_SKEW_LIMIT_S = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class IngestResult:
-    """The 200 answer: records committed now, records already committed before, and what the agent may delete."""
-
-    accepted: int
-    duplicates: int
-    acked_seq: int
-
-    def as_json(self) -> dict[str, int]:
-        """The answer body of SPEC.md §6."""
-        return {"accepted": self.accepted, "duplicates": self.duplicates, "acked_seq": self.acked_seq}
 
 
 @dataclass(slots=True)
@@ -148,14 +128,8 @@ class Ingest:
         max_body: int,
         key_ttl: float = 10.0,
         clock: Callable[[], float] = time.time,
-        decode: Callable[[bytes, int], Batch] | None = None,
     ) -> None:
-        """`window_s` is the accepted signing-time skew, `max_body` the body limit, `clock` the wall clock.
-
-        `decode(body, now_ms)` turns a verified body into a batch (in a worker thread); by default
-        `envelope.decode_body`.
-        """
-        self.decode = decode or _decode
+        """`window_s` is the accepted signing-time skew, `max_body` the body limit, `clock` the wall clock."""
         self.pool = pool
         self.store = store
         self.window_s = window_s
@@ -178,43 +152,36 @@ class Ingest:
         self.stats.duplicates += result.duplicates
         event(log, "batch_ingested", agent=agent, accepted=result.accepted, duplicates=result.duplicates,
               acked_seq=result.acked_seq)
-        return web.json_response(result.as_json())
+        return web.Response(body=result.encode(), content_type="application/json", charset="utf-8")
 
-    async def _ingest(self, request: web.Request) -> tuple[IngestResult, str]:
-        if request.content_type != CONTENT_TYPE:
-            raise UnsupportedMediaType(f"Content-Type must be {CONTENT_TYPE}, got {request.content_type!r}")
-        # Who is asking, before a byte of the body is read: an unsigned request, an unknown or
-        # revoked agent, or a stale timestamp costs this collector its headers only.
-        signed = read_headers(request.headers)
-        key, cached = await self._public_key(signed.agent)
+    async def _ingest(self, request: web.Request) -> tuple[IngestAnswer, str]:
         now = self._clock()
-        check_timestamp(signed.timestamp, now, int(self.window_s))
-        body = await self._read_body(request)
-        key = await self._verify(request, signed, key, cached, body)
-        batch = await asyncio.to_thread(self.decode, body, int(now * 1000))
-        if batch.agent != signed.agent:
-            raise MalformedBatch(
-                f"the batch says it is from {batch.agent!r} but the request is signed by {signed.agent!r}",
-                code="agent_mismatch",
-            )
+        opened = await self._open(request, now)
+        batch = opened.batch
         # The agent's own clock, as it stamped the signed batch: its request timestamp may already be
         # corrected by the offset it learnt from us (SPEC.md §4), which would hide the skew.
-        return await self.commit(batch, key, skew_s=batch.sent_at_ms / 1000 - now), signed.agent
+        return await self.commit(batch, opened.key, skew_s=batch.sent_at_ms / 1000 - now), opened.signed.agent
 
-    async def _verify(
-        self, request: web.Request, signed: SignedHeaders, key: bytes, cached: bool, body: bytes
-    ) -> bytes:
-        """The key the body's signature verifies with (hashing 8 MiB is work: in a thread); BadSignature otherwise."""
-        try:
-            await asyncio.to_thread(verify_request, key, request.method, request.path, signed, body)
-        except BadSignature:
-            if not cached:
-                raise
-            # The cached key may be one the agent has since rotated away from: ask the database once.
-            self.keys.drop(signed.agent)
-            key, _ = await self._public_key(signed.agent)
-            await asyncio.to_thread(verify_request, key, request.method, request.path, signed, body)
-        return key
+    async def _open(self, request: web.Request, now: float) -> Opened:
+        """Drive the protocol's checks (protocol/ingest.py): keys from the cache or the database, the body read
+        with our limit, and every step after it (hashing up to 8 MiB, verifying, decoding) in a worker thread."""
+        steps = signed_batch_steps(request.headers, request.method, request.path, now, int(self.window_s))
+        cached = False
+        body: bytes | None = None
+        step = advance(steps, None)
+        while not isinstance(step, Opened):
+            answer: bytes | None
+            if isinstance(step, NeedBody):
+                answer = body = await self._read_body(request)
+            elif step.again and not cached:
+                answer = None  # the key that did not verify came from the database: the signature is refused
+            else:
+                if step.again:
+                    # The cached key may be one the agent has since rotated away from: ask the database once.
+                    self.keys.drop(step.agent)
+                answer, cached = await self._public_key(step.agent)
+            step = await asyncio.to_thread(advance, steps, answer) if body is not None else advance(steps, answer)
+        return step
 
     async def _read_body(self, request: web.Request) -> bytes:
         body = await read_limited(request, self.max_body)
@@ -238,7 +205,7 @@ class Ingest:
         self.keys.put(agent, key)
         return key, False
 
-    async def commit(self, batch: Batch, key: bytes, *, skew_s: float) -> IngestResult:
+    async def commit(self, batch: Batch, key: bytes, *, skew_s: float) -> IngestAnswer:
         """Commit the batch's new records, rollups and high-water mark in one transaction (retried on deadlock)."""
         for attempt in range(1, _RETRIES + 1):
             try:
@@ -260,7 +227,7 @@ class Ingest:
                     ) from exc
         raise AssertionError("unreachable: the loop returns or raises")
 
-    async def _commit_once(self, batch: Batch, key: bytes, skew_s: float) -> IngestResult:
+    async def _commit_once(self, batch: Batch, key: bytes, skew_s: float) -> IngestAnswer:
         async with self.pool.connection() as conn:
             await self.store.ensure_for(conn, batch.records)
             async with conn.transaction():
@@ -298,7 +265,7 @@ class Ingest:
         if abs(skew_s) > CLOCK_SKEW_LIMIT_S and (old_skew is None or abs(old_skew) <= CLOCK_SKEW_LIMIT_S):
             event(log, "agent_clock_skewed", logging.WARNING, agent=batch.agent, skew_s=round(skew_s, 1),
                   hint="the gateway's clock is wrong: check its NTP; readings keep their device times")
-        return IngestResult(len(fresh), len(batch.records) - len(fresh), acked)
+        return IngestAnswer(len(fresh), len(batch.records) - len(fresh), acked)
 
 
 def flagged(records: Sequence[Record]) -> tuple[int, int]:
@@ -315,10 +282,6 @@ def clock_state(records: Sequence[Record], skew_s: float) -> str:
     if suspect:
         return "suspect"
     return "restamped" if restamped else "ok"
-
-
-def _decode(body: bytes, now_ms: int) -> Batch:
-    return decode_body(body, now_ms=now_ms)
 
 
 def sensor_names(records: Sequence[Record]) -> set[tuple[str, str]]:

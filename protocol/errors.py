@@ -34,6 +34,13 @@ class BatchTooLarge(ProtocolError):
     code = "batch_too_large"
 
 
+class UnsupportedMediaType(ProtocolError):
+    """The body is not in the format the endpoint takes (its Content-Type says so)."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
 class AuthError(ProtocolError):
     """The request cannot be attributed to a live agent: answered 401."""
 

@@ -29,13 +29,13 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from footfall.agent.decode.currencies import minor_unit_digits
 from footfall.agent.decode.errors import DecodeError
 from footfall.agent.decode.fields import READING_FIELDS, SOURCE_NAME, convert, sum_parts
 from footfall.agent.decode.formats import Extractor
 from footfall.agent.decode.formats.tree import ABSENT
 from footfall.agent.decode.readings import CumulativeCount, Reading
 from footfall.agent.decode.times import local_day, read_time
+from footfall.protocol.currencies import minor_unit_digits
 from footfall.protocol.errors import MalformedBatch
 from footfall.protocol.records import Count, Occupancy, Transaction, validate
 

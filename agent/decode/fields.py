@@ -28,7 +28,7 @@ from footfall.protocol.records import (
 )
 
 # `decimals = "currency"`: an amount in the currency's major unit, with as many decimals as its
-# minor unit has (agent/decode/currencies.py); scaled once the reading's currency is known.
+# minor unit has (protocol/currencies.py); scaled once the reading's currency is known.
 BY_CURRENCY = -1
 # A field's default when the profile must declare it, or when it is the source's name (a POS terminal).
 REQUIRED: Any = object()

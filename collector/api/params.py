@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
 
+from footfall.protocol.records import currency_problem
 from multidict import MultiMapping
 
 from ..errors import ApiError, BadRequest
@@ -282,7 +283,7 @@ def options(
                 code="bad_parameter",
             )
     currency = params.get("currency")
-    if currency is not None and not re.fullmatch("[A-Z]{3}", currency):
+    if currency is not None and currency_problem(currency) is not None:
         raise BadRequest(f"currency must be an ISO 4217 code such as EUR, got {currency!r}", code="bad_parameter")
     return Options(granularity, metrics, trading in _TRUE, compare, week_start, currency)
 

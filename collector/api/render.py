@@ -4,7 +4,7 @@ JSON gives money per currency in minor units (`"revenue": {"EUR": 6167}`). CSV h
 requested metric whatever the data holds, so that a spreadsheet or BI refresh always finds the same
 columns: `start`, `end` (`fold` for groups; `period` first with a comparison), each metric, and
 the completeness fields. Money metrics (`revenue`, `atv`, `sales_per_visitor`) are in major units
-(61.67, using the currency's ISO 4217 decimals, collector/currencies.py) and a `currency` column
+(61.67, using the currency's ISO 4217 decimals, protocol/currencies.py) and a `currency` column
 before the first of them names their currency: the `currency` parameter's, else the answer's only
 one, else empty with empty money cells when there were no sales. An answer with sales in several
 currencies needs `currency=` for CSV (400 `currency_required` names them), since a row holds one.
@@ -29,8 +29,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from footfall.protocol.currencies import to_major
 
-from ..currencies import to_major
 from ..errors import BadRequest
 from ..localtime import local_iso
 from ..measures import COMPLETENESS_FIELDS, PER_CURRENCY, derive

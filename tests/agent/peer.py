@@ -1,8 +1,9 @@
 """A scripted collector for the agent's tests: real HTTP on 127.0.0.1, real protocol checks.
 
 It speaks SPEC.md sections 5 and 6 (enrollment, signed ingest with the timestamp window and
-the seq high-water mark) with the protocol package, so the agent is tested against the
-protocol, not against itself. Tests script faults in front of the normal path: queued
+the seq high-water mark) with the protocol package: the ingest checks are the collector's own,
+in its order (`protocol.ingest.open_signed_batch`), and so is the answer (`IngestAnswer`), so
+the agent is tested against the protocol, not against itself. Tests script faults in front of the normal path: queued
 answers (413, 429 with Retry-After, 503, 500, ...), poisoned seqs answered 400, a size limit
 answered 413, big batches answered slowly, a skewed clock, revoked agents. It is a test peer, not a mock: it decodes and
 verifies every request it gets.
@@ -19,8 +20,10 @@ from typing import Any
 
 from aiohttp import web
 from footfall.protocol import signing
-from footfall.protocol.envelope import Batch, decode_body
+from footfall.protocol.answers import ErrorAnswer, IngestAnswer
+from footfall.protocol.envelope import decode_body
 from footfall.protocol.errors import AuthError, ProtocolError
+from footfall.protocol.ingest import open_signed_batch
 from footfall.protocol.records import Record
 
 
@@ -31,6 +34,8 @@ class Answer:
     status: int
     body: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+    # Bytes sent as they are instead of `body` (a proxy's page, say).
+    raw: bytes | None = None
 
 
 @dataclass
@@ -111,10 +116,9 @@ class PeerCollector:
     async def _ingest(self, request: web.Request) -> web.Response:
         body = await request.read()
         try:
-            batch = decode_body(body)
-            seqs = [r.seq for r in batch.records]
+            seqs = [r.seq for r in decode_body(body).records]
         except ProtocolError:
-            batch, seqs = None, []
+            seqs = []
         if self.on_ingest is not None:
             self.on_ingest(seqs)
         if self.slow_per_record:
@@ -122,39 +126,34 @@ class PeerCollector:
         if self.script:
             answer = self.script.pop(0)
             self.seen.append(Seen(answer.status, seqs))
+            if answer.raw is not None:
+                return web.Response(status=answer.status, body=answer.raw, headers=answer.headers)
             return self._answer(answer.status, answer.body, answer.headers)
-        response = self._check(request, body, batch)
+        response = self._check(request, body)
         self.seen.append(Seen(response.status, seqs))
         return response
 
-    def _check(self, request: web.Request, body: bytes, batch: Batch | None) -> web.Response:
+    def _public_key(self, agent: str) -> bytes:
+        if agent in self.revoked:
+            raise AuthError("agent revoked", code="revoked_agent")
+        if agent not in self.keys:
+            raise AuthError("unknown agent", code="unknown_agent")
+        return self.keys[agent]
+
+    def _check(self, request: web.Request, body: bytes) -> web.Response:
         try:
-            signed = signing.read_headers(request.headers)
-            signing.check_timestamp(signed.timestamp, self.now())
-            if signed.agent in self.revoked:
-                raise AuthError("agent revoked", code="revoked_agent")
-            if signed.agent not in self.keys:
-                raise AuthError("unknown agent", code="unknown_agent")
-            signing.verify_request(self.keys[signed.agent], "POST", request.path, signed, body)
-            batch = decode_body(body)
+            batch = open_signed_batch(request.headers, request.method, request.path, body, self._public_key,
+                                      self.now()).batch
         except ProtocolError as exc:
-            return self._answer(exc.status, {"error": exc.code, "message": exc.message})
-        if batch.agent != signed.agent:
-            return self._answer(400, {"error": "agent_mismatch", "message": "envelope agent differs"})
+            return self._answer(exc.status, ErrorAnswer(exc.code, exc.message).as_json())
         if self.max_records and len(batch.records) > self.max_records:
-            return self._answer(413, {"error": "batch_too_large", "message": f"over {self.max_records} records"})
+            return self._answer(413, ErrorAnswer("batch_too_large", f"over {self.max_records} records").as_json())
         bad = [r.seq for r in batch.records if r.seq in self.poison]
         if bad:
-            return self._answer(400, {"error": "malformed_batch", "message": f"record seq {bad[0]} is poisoned"})
+            return self._answer(400, ErrorAnswer("malformed_batch", f"record seq {bad[0]} is poisoned").as_json())
         mark = self.high_water.get(batch.agent, 0)
         fresh = [r for r in batch.records if r.seq > mark]
         self.accepted.extend(fresh)
         self.high_water[batch.agent] = max(mark, batch.seq_last)
-        return self._answer(
-            200,
-            {
-                "accepted": len(fresh),
-                "duplicates": len(batch.records) - len(fresh),
-                "acked_seq": self.high_water[batch.agent],
-            },
-        )
+        answer = IngestAnswer(len(fresh), len(batch.records) - len(fresh), self.high_water[batch.agent])
+        return self._answer(200, answer.as_json())

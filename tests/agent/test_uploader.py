@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ import pytest
 from footfall.agent.buffer import Buffer
 from footfall.agent.config.sections import UploadSection
 from footfall.agent.identity import Identity, enroll, load_identity, load_key, save_identity, write_key
-from footfall.agent.uploader import Uploader, _retry_after
+from footfall.agent.uploader import Uploader
 from footfall.protocol import signing
 from footfall.protocol.records import Count, Record, SensorEvent
 
@@ -138,6 +139,28 @@ async def test_every_fault_answer_then_everything_acked_exactly_once(rig: Rig) -
     assert (await rig.buffer.stats()).acked_seq == 20
 
 
+async def test_answers_that_are_not_the_collectors_are_retried_not_fatal(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A proxy in the way: a page in Latin-1 (not UTF-8), then an empty 200, then a page too long to be an answer.
+    rig.peer.script = [
+        Answer(502, raw="<h1>Passerelle défaillante</h1>".encode("latin-1")),
+        Answer(200, raw=b""),
+        Answer(503, raw=b"x" * (2 << 20), headers={"Retry-After": "0"}),
+    ]
+    caplog.set_level(logging.WARNING, logger="footfall.agent.uploader")
+    await rig.buffer.append([count(i) for i in range(3)])
+    async with running(rig.uploader()):
+        await eventually(lambda: drained(rig.buffer), what="the buffer to drain")
+    assert [s.status for s in rig.peer.seen] == [502, 200, 503, 200]
+    retried = [r.fields["error"] for r in caplog.records if r.getMessage() == "upload_retry"]  # type: ignore[attr-defined]
+    assert len(retried) == 3, retried
+    assert retried[0] == "collector answered 502: <h1>Passerelle d\ufffdfaillante</h1>"
+    assert "answered 200 without an acked_seq" in retried[1]
+    assert "over 1048576 bytes" in retried[2]
+    assert accepted_seqs(rig.peer) == [1, 2, 3]
+
+
 async def test_a_skewed_clock_is_corrected_from_the_server_time(rig: Rig) -> None:
     rig.peer.clock_offset = 3600.0
     written = [count(i) for i in range(3)]
@@ -191,13 +214,6 @@ async def test_a_collector_that_is_away_costs_nothing(rig: Rig, tmp_path: Path) 
         await eventually(lambda: uploader.status.retries >= 3, what="retries against a closed port")
         assert "cannot reach the collector" in uploader.status.last_error
         assert (await rig.buffer.stats()).depth == 3
-
-
-def test_retry_after_reads_seconds_and_http_dates() -> None:
-    assert _retry_after("7", 0) == 7
-    assert _retry_after("Wed, 21 Oct 2015 07:28:10 GMT", 1445412480) == 10
-    assert _retry_after("soon", 0) is None
-    assert _retry_after(None, 0) is None
 
 
 def _content(records: list[Record]) -> list[tuple[object, ...]]:

@@ -18,11 +18,11 @@ import msgpack
 import pytest
 from footfall.collector import admin
 from footfall.collector.ingest import MAX_NEW_SENSORS
-from footfall.collector.state import STATE
 from footfall.collector.store import PARTITIONED_TABLES, add_months, month_of, partition_name
+from footfall.protocol import ingest as protocol_ingest
 from footfall.protocol.envelope import CONTENT_TYPE, MAX_MONTHS, Batch, encode_payload
 from footfall.protocol.records import MAX_DETAIL_CHARS, MAX_RAW_CHARS, Occupancy, Record, SensorEvent, to_wire
-from footfall.protocol.signing import HEADER_SERVER_TIME, generate_key, sign_request
+from footfall.protocol.signing import HEADER_SERVER_TIME, generate_key, public_bytes, sign_request
 from yarl import URL
 
 from tests.collector.conftest import eventually
@@ -334,6 +334,20 @@ async def test_a_revoked_agent_is_refused_at_once_even_with_its_key_cached(colle
     assert (answer.status, answer.body["error"]) == (401, "revoked_agent")
 
 
+async def test_a_key_rotated_through_another_collector_is_read_again_not_refused(collector: RunningCollector) -> None:
+    agent = await collector.enroll()
+    assert (await collector.upload(agent, [count_record(1, T0)])).status == 200  # the old key is now cached
+    # Another collector process took the rotation: the database has the new key, this process's cache the old.
+    new = generate_key()
+    async with collector.connection() as conn:
+        await conn.execute("UPDATE agents SET public_key = %s WHERE id = %s", (public_bytes(new), agent.id))
+    rotated = replace(agent, key=new)
+    assert (await collector.upload(rotated, [count_record(2, T0)])).status == 200
+    # The old key, now that the cache holds the new one: looked up again, and still refused.
+    answer = await collector.upload(agent, [count_record(3, T0)])
+    assert (answer.status, answer.body["error"]) == (401, "bad_signature")
+
+
 async def test_a_body_over_the_limit_is_413_before_it_is_read(collector_factory: CollectorFactory) -> None:
     collector = await collector_factory(max_body=4096)
     agent = await collector.enroll()
@@ -496,19 +510,20 @@ def _nesting_bomb(agent: str, elements: int = 100, width: int = 20_000) -> bytes
     return zlib.compress(b"".join(parts), 9)
 
 
-async def test_a_batch_being_decoded_holds_up_no_other_request(collector: RunningCollector) -> None:
+async def test_a_batch_being_decoded_holds_up_no_other_request(
+    collector: RunningCollector, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The decoder is held on a gate in its worker thread: /healthz must be answered meanwhile, whatever
     # the decoding costs. (Decoding on the event loop, as before, would hold /healthz until it ended.)
-    ingest = collector.app[STATE].ingest
     decoding, release = threading.Event(), threading.Event()
-    decode = ingest.decode
+    decode = protocol_ingest.decode_body
 
-    def gated(body: bytes, now_ms: int) -> Batch:
+    def gated(body: bytes, *, now_ms: int | None = None) -> Batch:
         decoding.set()
         release.wait(30)
-        return decode(body, now_ms)
+        return decode(body, now_ms=now_ms)
 
-    ingest.decode = gated
+    monkeypatch.setattr(protocol_ingest, "decode_body", gated)
     agent = await collector.enroll()
     body = _nesting_bomb(agent.id)
     upload = asyncio.create_task(collector.post_ingest(body, agent.headers(body)))

@@ -94,10 +94,11 @@ def test_the_fleet_vectors_match_the_builder_and_check_out_from_their_own_fields
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from footfall.protocol.signing import canonical_string
-    from footfall.protocol.vectors_fleet import FLEET_VECTORS_DIR, build
 
-    stored = {p.stem: json.loads(p.read_text()) for p in sorted(FLEET_VECTORS_DIR.glob("*.json"))}
-    assert stored == build(), "regenerate with python -m footfall.protocol.vectors_fleet"
+    from tools.vectors import fleet as fleet_vectors
+
+    stored = {p.stem: json.loads(p.read_text()) for p in sorted(fleet_vectors.FOLDER.glob("*.json"))}
+    assert stored == fleet_vectors.build(), "regenerate with ./scripts/vectors"
     assert sorted(stored) == ["config-fetch", "heartbeat", "rotate-key"]
     for vector in stored.values():
         key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(vector["private_key_seed_hex"]))

@@ -1,4 +1,4 @@
-"""The stored test vectors, checked both ways: bytes -> records and records -> bytes."""
+"""The stored test vectors, checked both ways: bytes -> records and records -> bytes; answers -> actions."""
 
 from __future__ import annotations
 
@@ -11,12 +11,15 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from footfall.protocol import signing
+from footfall.protocol.answers import IngestAnswer, interpret
 from footfall.protocol.envelope import Batch, decode_body, encode_packed_records, encode_payload, pack_record
 from footfall.protocol.errors import ProtocolError
 from footfall.protocol.records import from_wire, to_wire
-from footfall.protocol.vectors_build import VECTORS_DIR, build
 
-VECTORS = sorted(VECTORS_DIR.glob("*.json"))
+from tools.vectors import answers, batches
+
+VECTORS = sorted(batches.FOLDER.glob("*.json"))
+ANSWERS = sorted(answers.FOLDER.glob("*.json"))
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -29,8 +32,8 @@ def test_vectors_exist_for_both_outcomes() -> None:
 
 
 def test_stored_vectors_match_the_builder() -> None:
-    """A change to the wire format must come with regenerated vectors (python -m footfall.protocol.vectors_build)."""
-    built = build()
+    """A change to the wire format must come with regenerated vectors (./scripts/vectors)."""
+    built = batches.build()
     assert sorted(built) == sorted(p.stem for p in VECTORS)
     for path in VECTORS:
         stored = _load(path)
@@ -83,3 +86,22 @@ def test_reject_vector(path: Path) -> None:
     signing.verify_request(bytes.fromhex(v["public_key_hex"]), v["method"], v["path"], signed,
                            bytes.fromhex(v["body_hex"]))
     assert base64.b64decode(v["signature_b64"])
+
+
+def test_stored_answer_vectors_match_the_builder() -> None:
+    stored = {p.stem: _load(p) for p in ANSWERS}
+    assert stored == answers.build(), "regenerate with ./scripts/vectors"
+    assert {v["expect"]["action"] for v in stored.values()} == {
+        "ack", "split", "isolate", "fix_clock", "reenroll", "retry"
+    }, "every action of SPEC.md section 6 has a vector"
+
+
+@pytest.mark.parametrize("path", ANSWERS, ids=lambda p: p.stem)
+def test_answer_vector(path: Path) -> None:
+    v = _load(path)
+    body = v["body"].encode()
+    action = interpret(v["status"], v["headers"], body, v["now"])
+    assert answers.describe(action) == v["expect"]
+    if v["expect"]["action"] == "ack":
+        answer = IngestAnswer(**v["expect"]["answer"])
+        assert IngestAnswer.decode(body) == answer and answer.encode() == body

@@ -49,9 +49,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from footfall.agent.decode.currencies import is_currency
 from footfall.agent.decode.errors import DecodeError
 from footfall.agent.decode.formats.named import NamedValues, unknown_keys
+from footfall.protocol.currencies import is_currency
+from footfall.protocol.records import currency_problem
 
 ESC, GS, FS, DLE = 0x1B, 0x1D, 0x1C, 0x10
 _LEADS = {ESC: "ESC", GS: "GS", FS: "FS", DLE: "DLE"}
@@ -182,11 +183,11 @@ class EscposExtractor(NamedValues):
             add(f"{where}.decimal", 'must be "." or ","')
             decimal = "."
         currency = str(table.get("currency", ""))
-        if currency and not re.fullmatch(r"[A-Z]{3}", currency):
+        if currency and currency_problem(currency) is not None:
             add(f"{where}.currency", f"must be an ISO 4217 code such as EUR, got {currency!r}")
         symbols = table.get("symbols", {})
         if not isinstance(symbols, Mapping) or not all(
-            isinstance(k, str) and k and isinstance(v, str) and re.fullmatch(r"[A-Z]{3}", v) for k, v in symbols.items()
+            isinstance(k, str) and k and isinstance(v, str) and currency_problem(v) is None for k, v in symbols.items()
         ):
             add(f"{where}.symbols", 'must map what the receipt prints to ISO 4217 codes, e.g. { "€" = "EUR" }')
             symbols = {}

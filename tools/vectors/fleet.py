@@ -1,4 +1,4 @@
-"""Build the fleet test vectors in `vectors/fleet/` (run `python -m footfall.protocol.vectors_fleet`).
+"""The fleet vectors of `protocol/vectors/fleet/*.json` (SPEC.md section 7).
 
 One signed heartbeat, one signed configuration fetch (an empty body) and one key rotation, from
 fixed keys, so that another implementation (a C firmware) can check its JSON bytes, canonical
@@ -9,17 +9,15 @@ Ed25519 signatures are.
 from __future__ import annotations
 
 import hashlib
-import json
-import sys
-from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from footfall.protocol import fleet
+from footfall.protocol.signing import canonical_string, public_bytes, public_key_b64, sign_request
 
-from . import fleet
-from .signing import canonical_string, public_bytes, public_key_b64, sign_request
+from . import VECTORS_DIR
 
-FLEET_VECTORS_DIR = Path(__file__).parent / "vectors" / "fleet"
+FOLDER = VECTORS_DIR / "fleet"
 SEED = bytes(range(32))
 NEW_SEED = bytes(range(32, 64))
 AGENT = "agt_vector0001"
@@ -80,18 +78,4 @@ def build() -> dict[str, dict[str, Any]]:
             **_signed(key, "POST", fleet.ROTATE_KEY_PATH, rotation_body),
         },
     }
-
-
-def main() -> int:
-    """Write the vectors to `vectors/fleet/`."""
-    FLEET_VECTORS_DIR.mkdir(parents=True, exist_ok=True)
-    built = build()
-    for name, vector in built.items():
-        (FLEET_VECTORS_DIR / f"{name}.json").write_text(json.dumps(vector, indent=2) + "\n")
-    print(f"wrote {len(built)} vectors to {FLEET_VECTORS_DIR}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
 

@@ -1,4 +1,4 @@
-"""Build the test vectors in `vectors/` from fixed keys and records (run `python -m footfall.protocol.vectors_build`).
+"""The batch vectors of `protocol/vectors/*.json` (SPEC.md section 7), from fixed keys and records.
 
 The output is deterministic: Ed25519 signatures are, and zlib at a fixed level is on one build.
 Tests check the stored vectors both ways, so a change to the wire format shows up as a diff here.
@@ -6,24 +6,23 @@ Tests check the stored vectors both ways, so a change to the wire format shows u
 
 from __future__ import annotations
 
-import json
-import sys
 import zlib
-from pathlib import Path
 from typing import Any
 
 import msgpack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from footfall.protocol.envelope import COMPRESSION_LEVEL, encode_body, encode_payload, make_batch
+from footfall.protocol.ingest import INGEST_PATH
+from footfall.protocol.records import Count, Occupancy, Record, SensorEvent, Transaction, to_wire
+from footfall.protocol.signing import canonical_string, public_bytes, sign_request
 
-from .envelope import COMPRESSION_LEVEL, encode_body, encode_payload, make_batch
-from .records import Count, Occupancy, Record, SensorEvent, Transaction, to_wire
-from .signing import canonical_string, public_bytes, sign_request
+from . import VECTORS_DIR
 
-VECTORS_DIR = Path(__file__).parent / "vectors"
+FOLDER = VECTORS_DIR
 SEED = bytes(range(32))
 AGENT = "agt_vector0001"
 TIMESTAMP = 1767225600  # 2026-01-01T00:00:00Z
-PATH = "/v1/ingest"
+PATH = INGEST_PATH
 T0 = 1772960400000  # 2026-03-08T09:00:00Z
 
 ACCEPT: dict[str, tuple[str, list[Record]]] = {
@@ -148,15 +147,3 @@ def build() -> dict[str, dict[str, Any]]:
         }
     return out
 
-
-def main() -> int:
-    """Write the vectors to `vectors/`."""
-    VECTORS_DIR.mkdir(exist_ok=True)
-    for name, vector in build().items():
-        (VECTORS_DIR / f"{name}.json").write_text(json.dumps(vector, indent=2) + "\n")
-    print(f"wrote {len(ACCEPT) + len(REJECT)} vectors to {VECTORS_DIR}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Developer tools run from a checkout (`scripts/...`); not part of the installed `footfall` package."""
